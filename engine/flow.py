@@ -1,0 +1,464 @@
+"""Optical flow: OpenCV DIS, forward-backward consistency, warping, an on-disk cache.
+
+Conventions
+-----------
+A flow field is a float32 array of shape (H, W, 2) holding ``(dx, dy)`` in pixels.
+``flow_ab = compute_flow(a, b)`` maps frame ``a`` onto frame ``b``:
+``a[y, x] ~ b[y + dy, x + dx]``. Warping is *backward*: ``warp(b, flow_ab)`` pulls
+``b`` into ``a``'s pixel grid. So, to carry the previous frame's picture onto the
+current frame ``t``, use the flow from ``t`` to ``t - 1``::
+
+    fwd, bwd = compute_flow_pair(prev, cur)   # fwd: prev -> cur, bwd: cur -> prev
+    prev_on_cur = warp(prev_output, bwd)
+
+``consistency_mask(fwd, bwd)`` is true where ``fwd`` is trusted (the pixel of ``a``
+is visible in ``b`` too); ``consistency_mask(bwd, fwd)`` is the same for ``b``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .frames import write_bytes_atomic
+
+__all__ = [
+    "FlowParams",
+    "FlowCache",
+    "compute_flow",
+    "compute_flow_pair",
+    "consistency_mask",
+    "warp",
+    "compose_flows",
+    "chain_flows",
+    "flow_magnitude",
+    "identity_grid",
+]
+
+_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+#: Bumped whenever cached flow would change meaning.
+CACHE_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowParams:
+    """Settings of the DIS optical flow.
+
+    The defaults are OpenCV's MEDIUM preset carried down to full resolution
+    (``finest_scale=0``) with a sparser patch grid (stride 5), 12 gradient-descent
+    and 2 variational iterations. At 640x360 on a loaded 2-core machine this took
+    about 100 ms per forward+backward pair against 54 ms for plain MEDIUM, and
+    warped the synth_case keyframe onto frames B/C/D at 49.1/39.0/48.1 dB PSNR
+    against 43.9/35.9/42.7 dB for MEDIUM; on the real test clips the photometric
+    warp error over consistent pixels fell from 1.79 to 1.55. Use
+    :meth:`preset_only` for an unmodified OpenCV preset.
+
+    Parameters
+    ----------
+    preset : {"ultrafast", "fast", "medium"}
+        OpenCV preset the other fields start from.
+    finest_scale, patch_size, patch_stride, gradient_descent_iterations,
+    variational_iterations : int or None
+        Overrides of the preset's values; ``None`` keeps the preset's.
+    variational_alpha, variational_delta, variational_gamma : float or None
+        Overrides of the variational refinement weights (smoothness, colour
+        constancy, gradient constancy); ``None`` keeps the preset's.
+    """
+
+    preset: str = "medium"
+    finest_scale: int | None = 0
+    patch_size: int | None = None
+    patch_stride: int | None = 5
+    gradient_descent_iterations: int | None = 12
+    variational_iterations: int | None = 2
+    variational_alpha: float | None = None
+    variational_delta: float | None = None
+    variational_gamma: float | None = None
+
+    def __post_init__(self):
+        if self.preset not in _PRESETS:
+            raise ValueError(f"preset must be one of {sorted(_PRESETS)}, got {self.preset!r}")
+        for name in ("finest_scale", "variational_iterations"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative int or None, got {value!r}")
+        for name in ("patch_size", "patch_stride", "gradient_descent_iterations"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+    @classmethod
+    def preset_only(cls, preset="medium"):
+        """Parameters that are exactly an OpenCV preset, with no overrides.
+
+        Parameters
+        ----------
+        preset : {"ultrafast", "fast", "medium"}
+            The preset.
+
+        Returns
+        -------
+        FlowParams
+        """
+        return cls(
+            preset=preset,
+            finest_scale=None,
+            patch_stride=None,
+            gradient_descent_iterations=None,
+            variational_iterations=None,
+        )
+
+    def create(self):
+        """Build a configured ``cv2.DISOpticalFlow`` object."""
+        dis = cv2.DISOpticalFlow_create(_PRESETS[self.preset])
+        setters = {
+            "finest_scale": dis.setFinestScale,
+            "patch_size": dis.setPatchSize,
+            "patch_stride": dis.setPatchStride,
+            "gradient_descent_iterations": dis.setGradientDescentIterations,
+            "variational_iterations": dis.setVariationalRefinementIterations,
+            "variational_alpha": dis.setVariationalRefinementAlpha,
+            "variational_delta": dis.setVariationalRefinementDelta,
+            "variational_gamma": dis.setVariationalRefinementGamma,
+        }
+        for name, setter in setters.items():
+            value = getattr(self, name)
+            if value is not None:
+                setter(value)
+        return dis
+
+    def cache_key(self):
+        """str: a stable text of every field, for cache keys."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def _as_grey(image, name):
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        return np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.ascontiguousarray(image[:, :, 0])
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    raise ValueError(f"{name} must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+
+
+def _check_flow(flow, name="flow"):
+    if not isinstance(flow, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(flow).__name__}")
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"{name} must have shape (H, W, 2), got {flow.shape}")
+    if flow.dtype != np.float32:
+        if not np.issubdtype(flow.dtype, np.floating):
+            raise ValueError(f"{name} must be floating point, got {flow.dtype}")
+        flow = flow.astype(np.float32)
+    return np.ascontiguousarray(flow)
+
+
+def compute_flow(src, dst, *, params=None, dis=None):
+    """DIS optical flow from ``src`` to ``dst``.
+
+    Parameters
+    ----------
+    src, dst : numpy.ndarray
+        uint8 frames of the same size, RGB (HxWx3), RGBA or grey (HxW).
+    params : FlowParams, optional
+        DIS settings (default ``FlowParams()``).
+    dis : cv2.DISOpticalFlow, optional
+        A ready DIS object to reuse (built from ``params`` when omitted).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W, 2) flow: ``src[y, x] ~ dst[y + dy, x + dx]``.
+    """
+    a = _as_grey(src, "src")
+    b = _as_grey(dst, "dst")
+    if a.shape != b.shape:
+        raise ValueError(f"src and dst differ in size: {a.shape} vs {b.shape}")
+    if dis is None:
+        dis = (params or FlowParams()).create()
+    return dis.calc(a, b, None)
+
+
+def compute_flow_pair(a, b, *, params=None):
+    """Forward (``a -> b``) and backward (``b -> a``) DIS flow.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        uint8 frames of the same size (RGB, RGBA or grey).
+    params : FlowParams, optional
+        DIS settings (default ``FlowParams()``).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(forward, backward)``, each float32 (H, W, 2).
+    """
+    dis = (params or FlowParams()).create()
+    return compute_flow(a, b, dis=dis), compute_flow(b, a, dis=dis)
+
+
+def identity_grid(h, w):
+    """Pixel coordinates as a float32 (H, W, 2) array of ``(x, y)``.
+
+    Parameters
+    ----------
+    h, w : int
+        Height and width.
+    """
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.dstack([xs, ys])
+
+
+def _maps(flow):
+    h, w = flow.shape[:2]
+    grid = identity_grid(h, w)
+    return grid[..., 0] + flow[..., 0], grid[..., 1] + flow[..., 1]
+
+
+_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
+_BORDER = {"replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT}
+
+
+def warp(image, flow, *, interpolation="linear", border="replicate", border_value=0):
+    """Backward-warp ``image`` by ``flow``: ``out[y, x] = image[y + dy, x + dx]``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        HxW or HxWxC array (uint8, uint16 or float32; any channel count). It may
+        differ in size from ``flow``; the output takes the flow's size.
+    flow : numpy.ndarray
+        float32 (H, W, 2) flow from the output's grid into ``image``.
+    interpolation : {"linear", "nearest", "cubic"}
+        Sampling filter.
+    border : {"replicate", "constant", "reflect"}
+        What is sampled outside ``image``.
+    border_value : float
+        The constant for ``border="constant"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The warped image, same dtype and channel count as ``image``.
+    """
+    flow = _check_flow(flow)
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        raise ValueError("image must be an HxW or HxWxC numpy array")
+    if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise ValueError(f"image dtype {image.dtype} is not supported")
+    if interpolation not in _INTERPOLATION:
+        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}")
+    if border not in _BORDER:
+        raise ValueError(f"border must be one of {sorted(_BORDER)}")
+    map_x, map_y = _maps(flow)
+    kwargs = dict(
+        interpolation=_INTERPOLATION[interpolation],
+        borderMode=_BORDER[border],
+        borderValue=border_value,
+    )
+    if image.ndim == 3 and image.shape[2] > 4:
+        parts = [
+            cv2.remap(np.ascontiguousarray(image[:, :, i : i + 4]), map_x, map_y, **kwargs)
+            for i in range(0, image.shape[2], 4)
+        ]
+        parts = [p[:, :, None] if p.ndim == 2 else p for p in parts]
+        return np.concatenate(parts, axis=2)
+    out = cv2.remap(np.ascontiguousarray(image), map_x, map_y, **kwargs)
+    if image.ndim == 3 and out.ndim == 2:
+        out = out[:, :, None]
+    return out
+
+
+def flow_magnitude(flow):
+    """Per-pixel length of a flow field, float32 (H, W)."""
+    flow = _check_flow(flow)
+    return np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
+
+
+def compose_flows(flow_ab, flow_bc):
+    """Chain two flows: ``a -> b`` then ``b -> c`` gives ``a -> c``.
+
+    ``flow_ac(x) = flow_ab(x) + flow_bc(x + flow_ab(x))``, with ``flow_bc`` sampled
+    bilinearly and replicated at the border.
+
+    Parameters
+    ----------
+    flow_ab, flow_bc : numpy.ndarray
+        float32 (H, W, 2) flows of the same size.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W, 2) flow from ``a`` to ``c``.
+    """
+    flow_ab = _check_flow(flow_ab, "flow_ab")
+    flow_bc = _check_flow(flow_bc, "flow_bc")
+    if flow_ab.shape != flow_bc.shape:
+        raise ValueError(f"flows differ in size: {flow_ab.shape} vs {flow_bc.shape}")
+    return flow_ab + warp(flow_bc, flow_ab)
+
+
+def chain_flows(flows):
+    """Compose consecutive flows ``f_01, f_12, ...`` into ``f_0n``.
+
+    Parameters
+    ----------
+    flows : iterable of numpy.ndarray
+        float32 (H, W, 2) flows, each from one frame to the next. Consumed one at
+        a time, so a generator keeps memory constant.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W, 2) flow from the first frame to the last.
+    """
+    total = None
+    for flow in flows:
+        total = _check_flow(flow).copy() if total is None else compose_flows(total, flow)
+    if total is None:
+        raise ValueError("chain_flows needs at least one flow")
+    return total
+
+
+def consistency_mask(flow, flow_back, *, alpha=0.01, beta=0.5):
+    """Forward-backward consistency of ``flow`` (Sundaram et al. 2010).
+
+    A pixel ``x`` of the first frame is consistent when it lands inside the second
+    frame and ``|f(x) + b(x + f(x))|^2 < alpha * (|f(x)|^2 + |b(x + f(x))|^2) + beta``.
+    Inconsistent pixels are occluded in the second frame, or badly matched.
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        float32 (H, W, 2) flow from frame 1 to frame 2.
+    flow_back : numpy.ndarray
+        float32 (H, W, 2) flow from frame 2 to frame 1.
+    alpha, beta : float
+        Relative and absolute (squared pixels) tolerance.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (H, W), true where ``flow`` is trusted.
+    """
+    flow = _check_flow(flow)
+    flow_back = _check_flow(flow_back, "flow_back")
+    if flow.shape != flow_back.shape:
+        raise ValueError(f"flows differ in size: {flow.shape} vs {flow_back.shape}")
+    h, w = flow.shape[:2]
+    map_x, map_y = _maps(flow)
+    back = cv2.remap(flow_back, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    total = flow + back
+    lhs = (total**2).sum(axis=2)
+    rhs = alpha * ((flow**2).sum(axis=2) + (back**2).sum(axis=2)) + beta
+    inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+    return (lhs < rhs) & inside
+
+
+# --------------------------------------------------------------------------------------
+# cache
+
+
+def _content_hash(image):
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((image.shape, str(image.dtype))).encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.hexdigest()
+
+
+class FlowCache:
+    """Forward and backward flow of frame pairs, cached on disk.
+
+    Each pair is stored as one ``.npy`` file of float16 ``(2, H, W, 2)`` (forward,
+    backward), named by a hash of both frames' pixels, the flow parameters and the
+    OpenCV version, and written atomically. Nothing is kept in memory, so memory
+    does not grow with the clip. Flow returned on a miss is rounded through float16
+    too, so a cached re-run gives bit-identical results.
+
+    Parameters
+    ----------
+    cache_dir : str or os.PathLike
+        Folder for the cache files (created when missing), one per clip or shared.
+    params : FlowParams, optional
+        DIS settings (default ``FlowParams()``).
+
+    Attributes
+    ----------
+    hits, misses : int
+        Counts of pairs loaded from disk and computed.
+    """
+
+    def __init__(self, cache_dir, *, params=None):
+        self.cache_dir = Path(cache_dir)
+        self.params = params or FlowParams()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        self.misses = 0
+        self._salt = f"{CACHE_FORMAT}|{cv2.__version__}|{self.params.cache_key()}"
+
+    def key(self, a, b):
+        """str: the cache key of the ordered pair ``(a, b)``."""
+        digest = hashlib.blake2b(digest_size=20)
+        digest.update(self._salt.encode())
+        digest.update(_content_hash(a).encode())
+        digest.update(_content_hash(b).encode())
+        return digest.hexdigest()
+
+    def path_for(self, a, b):
+        """pathlib.Path: the cache file of the pair ``(a, b)``."""
+        return self.cache_dir / f"flow-{self.key(a, b)}.npy"
+
+    def _load(self, path, shape):
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if data.dtype != np.float16 or data.shape != (2, shape[0], shape[1], 2):
+            return None
+        return data
+
+    def pair(self, a, b):
+        """Forward and backward flow between frames ``a`` and ``b``.
+
+        Parameters
+        ----------
+        a, b : numpy.ndarray
+            uint8 frames of the same size.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(forward, backward)`` float32 (H, W, 2) flows (``a -> b``, ``b -> a``).
+        """
+        if a.shape[:2] != b.shape[:2]:
+            raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
+        path = self.path_for(a, b)
+        data = self._load(path, a.shape[:2]) if path.exists() else None
+        if data is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+            fwd, bwd = compute_flow_pair(a, b, params=self.params)
+            data = np.stack([fwd, bwd]).astype(np.float16)
+            buffer = io.BytesIO()
+            np.save(buffer, data, allow_pickle=False)
+            write_bytes_atomic(path, buffer.getbuffer())
+        flows = data.astype(np.float32)
+        return flows[0], flows[1]

@@ -1,0 +1,271 @@
+"""Tests for engine.flow: DIS flow, consistency, warping, composition, cache."""
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import flow as fl
+from engine.flow import (
+    FlowCache,
+    FlowParams,
+    chain_flows,
+    compose_flows,
+    compute_flow,
+    compute_flow_pair,
+    consistency_mask,
+    flow_magnitude,
+    identity_grid,
+    warp,
+)
+
+CLIPS = Path("/work/shared/data/clips")
+
+
+def texture(h, w, *, seed=0, sigma=2.0):
+    """Smooth random RGB texture with full 0..255 contrast."""
+    noise = np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+    blurred = cv2.GaussianBlur(noise, (0, 0), sigma)
+    lo, hi = blurred.min(), blurred.max()
+    return np.round((blurred - lo) / (hi - lo) * 255).astype(np.uint8)
+
+
+def shifted_pair(dx, dy, *, h=96, w=128, seed=0):
+    """Frames a, b of one texture with a[y, x] == b[y + dy, x + dx] (sub-pixel ok)."""
+    big = texture(h + 40, w + 40, seed=seed)
+    a = big[20 : 20 + h, 20 : 20 + w]
+    # With WARP_INVERSE_MAP, moved(x) = big(x - d); so b(x) = a(x - d), a(x) = b(x + d).
+    m = np.float32([[1, 0, -dx], [0, 1, -dy]])
+    moved = cv2.warpAffine(big, m, (w + 40, h + 40), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+    b = moved[20 : 20 + h, 20 : 20 + w]
+    return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+
+# ------------------------------------------------------------------------------ DIS
+
+
+@pytest.mark.parametrize("dx, dy", [(3.0, -2.0), (2.5, 1.25)])
+def test_known_shift_gives_known_flow(dx, dy):
+    a, b = shifted_pair(dx, dy)
+    fwd, bwd = compute_flow_pair(a, b)
+    assert fwd.dtype == np.float32 and fwd.shape == (96, 128, 2)
+    inner = (slice(10, -10), slice(10, -10))
+    assert np.abs(fwd[inner][..., 0] - dx).mean() < 0.1
+    assert np.abs(fwd[inner][..., 1] - dy).mean() < 0.1
+    assert np.abs(bwd[inner][..., 0] + dx).mean() < 0.1
+    assert np.abs(bwd[inner][..., 1] + dy).mean() < 0.1
+    # Warping b by the forward flow reproduces a.
+    err = np.abs(warp(b, fwd).astype(float) - a)[inner].mean()
+    assert err < 2.0
+
+
+def test_flow_is_deterministic_and_accepts_grey():
+    a, b = shifted_pair(1.0, 1.0)
+    first = compute_flow(a, b)
+    np.testing.assert_array_equal(first, compute_flow(a, b))
+    grey = compute_flow(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY))
+    np.testing.assert_array_equal(first, grey)
+
+
+def test_flow_input_validation():
+    a = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        compute_flow(a.astype(np.float32), a)
+    with pytest.raises(ValueError, match="differ in size"):
+        compute_flow(a, np.zeros((16, 20, 3), np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        compute_flow(np.zeros((16, 16, 2), np.uint8), a)
+    with pytest.raises(ValueError, match="preset"):
+        FlowParams(preset="slowest")
+    with pytest.raises(ValueError, match="finest_scale"):
+        FlowParams(finest_scale=-1)
+
+
+def test_params_preset_only_matches_opencv():
+    dis = FlowParams.preset_only("medium").create()
+    ref = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    assert dis.getFinestScale() == ref.getFinestScale()
+    assert dis.getPatchStride() == ref.getPatchStride()
+    tuned = FlowParams().create()
+    assert tuned.getFinestScale() == 0 and tuned.getPatchStride() == 5
+
+
+# ---------------------------------------------------------------------- consistency
+
+
+def test_consistency_formula_on_constant_flows():
+    h, w = 20, 30
+    f = np.zeros((h, w, 2), np.float32)
+    f[..., 0] = 2.0
+    # A perfect inverse: consistent everywhere the target stays inside the frame.
+    mask = consistency_mask(f, -f)
+    assert mask[:, : w - 2].all()
+    assert not mask[:, w - 1].any()  # lands at x = w + 1: outside
+    # A backward flow of zero contradicts a 2-pixel motion.
+    assert not consistency_mask(f, np.zeros_like(f)).any()
+    # Small disagreement within beta = 0.5 px^2 is tolerated.
+    assert consistency_mask(f, -f + 0.3)[:, : w - 3].all()
+
+
+def test_consistency_mask_flags_occluded_region():
+    h, w, side, move = 128, 192, 48, 8
+    background = texture(h, w, seed=1)
+    square = texture(side, side, seed=2)
+    y0, x0 = (h - side) // 2, 40
+    a = background.copy()
+    a[y0 : y0 + side, x0 : x0 + side] = square
+    b = background.copy()
+    b[y0 : y0 + side, x0 + move : x0 + move + side] = square
+
+    fwd, bwd = compute_flow_pair(a, b)
+    mask_a = consistency_mask(fwd, bwd)
+    mask_b = consistency_mask(bwd, fwd)
+    rows = slice(y0 + 4, y0 + side - 4)
+    # Background of a that the square covers in b: occluded, so inconsistent.
+    occluded = mask_a[rows, x0 + side + 2 : x0 + side + move - 2]
+    assert (~occluded).mean() > 0.8
+    # Background of b that the square uncovered: no match in a.
+    revealed = mask_b[rows, x0 + 2 : x0 + move - 2]
+    assert (~revealed).mean() > 0.8
+    # Far background and the square's interior are consistent, with the right flow.
+    assert mask_a[4 : y0 - 6, 4:-4].mean() > 0.95
+    inner = (slice(y0 + 8, y0 + side - 8), slice(x0 + 8, x0 + side - 8))
+    assert mask_a[inner].mean() > 0.95
+    assert np.abs(fwd[inner][..., 0] - move).mean() < 0.2
+
+
+# ---------------------------------------------------------------------------- warp
+
+
+def test_warp_subpixel_ramp_is_exact():
+    h, w = 12, 40
+    ramp = np.tile(np.arange(w, dtype=np.float32) * 2.0, (h, 1))
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0] = 0.5
+    out = warp(ramp, flow)
+    np.testing.assert_allclose(out[:, : w - 1], ramp[:, : w - 1] + 1.0, atol=1e-3)
+    # Border replicate: sampling past the right edge gives the edge value.
+    flow[..., 0] = 100.0
+    np.testing.assert_allclose(warp(ramp, flow), np.full((h, w), ramp[0, -1]))
+
+
+def test_warp_keeps_dtype_and_channels():
+    img = texture(16, 16, seed=3)
+    zero = np.zeros((16, 16, 2), np.float32)
+    np.testing.assert_array_equal(warp(img, zero), img)
+    one = warp(img[..., :1], zero)
+    assert one.shape == (16, 16, 1) and one.dtype == np.uint8
+    many = np.random.default_rng(0).random((16, 16, 7)).astype(np.float32)
+    shift = zero.copy()
+    shift[..., 1] = 1.0
+    out = warp(many, shift)
+    assert out.shape == (16, 16, 7)
+    np.testing.assert_allclose(out[:-1], many[1:], atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(H, W, 2\)"):
+        warp(img, np.zeros((16, 16, 3), np.float32))
+
+
+# ----------------------------------------------------------------------- composition
+
+
+def test_compose_flows_analytic():
+    h, w = 10, 50
+    grid = identity_grid(h, w)
+    f_ab = np.zeros((h, w, 2), np.float32)
+    f_ab[..., 0] = 2.0
+    f_bc = np.zeros((h, w, 2), np.float32)
+    f_bc[..., 0] = 0.1 * grid[..., 0]
+    f_bc[..., 1] = -1.0
+    f_ac = compose_flows(f_ab, f_bc)
+    expected_x = 2.0 + 0.1 * (grid[..., 0] + 2.0)
+    np.testing.assert_allclose(f_ac[:, : w - 3, 0], expected_x[:, : w - 3], atol=1e-4)
+    np.testing.assert_allclose(f_ac[..., 1], -1.0, atol=1e-6)
+
+
+def test_chain_flows_sums_constant_steps():
+    steps = []
+    for dx, dy in [(1.0, 0.5), (2.0, -1.0), (-0.5, 0.25)]:
+        f = np.zeros((8, 8, 2), np.float32)
+        f[..., 0], f[..., 1] = dx, dy
+        steps.append(f)
+    total = chain_flows(iter(steps))
+    np.testing.assert_allclose(total[..., 0], 2.5, atol=1e-5)
+    np.testing.assert_allclose(total[..., 1], -0.25, atol=1e-5)
+    np.testing.assert_allclose(flow_magnitude(total), np.hypot(2.5, 0.25), atol=1e-5)
+    with pytest.raises(ValueError, match="at least one"):
+        chain_flows([])
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def test_flow_cache_hit_avoids_recompute(tmp_path, monkeypatch):
+    calls = []
+    real = fl.compute_flow_pair
+
+    def counting(a, b, *, params=None):
+        calls.append(1)
+        return real(a, b, params=params)
+
+    monkeypatch.setattr(fl, "compute_flow_pair", counting)
+    a, b = shifted_pair(2.0, 1.0, h=48, w=64)
+    cache = FlowCache(tmp_path / "flow")
+    fwd1, bwd1 = cache.pair(a, b)
+    assert len(calls) == 1 and (cache.hits, cache.misses) == (0, 1)
+    fwd2, bwd2 = cache.pair(a, b)
+    assert len(calls) == 1 and cache.hits == 1
+    # The miss returned exactly what the hit loads (float16 rounding on both paths).
+    np.testing.assert_array_equal(fwd1, fwd2)
+    np.testing.assert_array_equal(bwd1, bwd2)
+    assert fwd2.dtype == np.float32
+
+    # A re-run (new cache object, same folder) does not recompute.
+    rerun = FlowCache(tmp_path / "flow")
+    rerun.pair(a, b)
+    assert len(calls) == 1 and rerun.hits == 1
+
+    files = os.listdir(tmp_path / "flow")
+    assert len(files) == 1 and files[0].endswith(".npy")
+    assert np.load(tmp_path / "flow" / files[0]).dtype == np.float16
+
+    # Other content, the reversed pair, or other parameters are misses.
+    b2 = b.copy()
+    b2[0, 0, 0] ^= 1
+    cache.pair(a, b2)
+    cache.pair(b, a)
+    FlowCache(tmp_path / "flow", params=FlowParams.preset_only("fast")).pair(a, b)
+    assert len(calls) == 4
+
+    # A damaged cache file is recomputed, not trusted.
+    target = cache.path_for(a, b)
+    target.write_bytes(b"garbage")
+    fwd3, _ = cache.pair(a, b)
+    assert len(calls) == 5
+    np.testing.assert_array_equal(fwd3, fwd1)
+    assert not [f for f in os.listdir(tmp_path / "flow") if f.endswith(".tmp")]
+
+
+def test_flow_cache_rejects_mismatched_frames(tmp_path):
+    cache = FlowCache(tmp_path)
+    with pytest.raises(ValueError, match="differ in size"):
+        cache.pair(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8))
+
+
+# ------------------------------------------------------------------------ real clip
+
+
+@pytest.mark.skipif(not (CLIPS / "sam2_bedroom").is_dir(), reason="shared test clips not present")
+def test_real_clip_flow_explains_motion():
+    from engine.frames import open_frames
+
+    src = open_frames(CLIPS / "sam2_bedroom")
+    a, b = src.read(1), src.read(2)
+    fwd, bwd = compute_flow_pair(a, b)
+    mask = consistency_mask(fwd, bwd)
+    # A child runs through the frame: most, not all, pixels are consistent.
+    assert 0.7 < mask.mean() < 0.98
+    warped_err = np.abs(warp(b, fwd).astype(float) - a)[mask].mean()
+    still_err = np.abs(b.astype(float) - a)[mask].mean()
+    assert warped_err < 0.6 * still_err
