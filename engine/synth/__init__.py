@@ -1,0 +1,458 @@
+"""Guided patch synthesis: the operation at the heart of Ebsynth.
+
+:func:`synthesize` carries the look of a style exemplar onto a target, steered
+by guide channels, by coarse-to-fine PatchMatch search and voting.
+"""
+
+from dataclasses import dataclass
+import numbers
+
+import numpy as np
+
+from . import kernels
+from .pyramid import auto_levels, level_shape, resize
+
+__all__ = ["synthesize", "SynthResult", "Schedule"]
+
+#: Ebsynth's defaults, used when synthesizing from scratch.
+COLD_SEARCH_VOTE_ITERS = 6
+COLD_PATCHMATCH_ITERS = 4
+#: The finest levels of a cold start begin from an upsampled NNF that is
+#: already close, and iterate less.
+FINE_LEVELS = 2
+FINE_SEARCH_VOTE_ITERS = 2
+FINE_PATCHMATCH_ITERS = 2
+#: Warm starts begin this many levels above the finest and iterate less.
+WARM_RESTART_LEVELS = 0
+WARM_SEARCH_VOTE_ITERS = 1
+WARM_PATCHMATCH_ITERS = 1
+#: Below the coarsest level the NNF comes from the level above, so random
+#: search only has to correct it locally.
+FINE_SEARCH_RADIUS = 8
+#: A pixel whose voted colour moved less than this (0..255) is frozen.
+STOP_THRESHOLD = 2.0
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """Output of :func:`synthesize`.
+
+    Attributes
+    ----------
+    image : ndarray (Ht, Wt, Cs)
+        The synthesized target style, same dtype as the style exemplar.
+    nnf : ndarray (Ht, Wt, 2) int32
+        For each target pixel, the centre ``(x, y)`` of its source patch.
+    error : ndarray (Ht, Wt) float32
+        Weighted patch SSD (guides and style, 0..255 units) of the final NNF.
+    """
+
+    image: np.ndarray
+    nnf: np.ndarray
+    error: np.ndarray
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Per-level iteration counts, coarsest level first."""
+
+    start_level: int
+    levels: int
+    search_vote_iters: tuple
+    patchmatch_iters: tuple
+
+
+def synthesize(style, source_guides, target_guides, *, guide_weights, style_weight=1.0,
+               patch_size=5, pyramid_levels=None, search_vote_iters=None,
+               patchmatch_iters=None, uniformity=3500.0, extra_pass_3x3=False,
+               init_nnf=None, vote="plain", vote_radius=None, seed=0):
+    """Synthesize the target's style from an exemplar, guided by paired guides.
+
+    Parameters
+    ----------
+    style : ndarray (Hs, Ws, Cs), uint8 or float32 in 0..255
+        The style exemplar, e.g. a stylized keyframe.
+    source_guides, target_guides : sequence of ndarray
+        Guide ``i`` is the pair ``(source_guides[i], target_guides[i])``. Source
+        guides are (Hs, Ws, C_i), target guides (Ht, Wt, C_i); uint8 or float32
+        in 0..255; any channel count. Source and target may differ in size.
+    guide_weights : sequence of float
+        One non-negative weight per guide, split evenly over its channels.
+    style_weight : float
+        Weight of the style term, split evenly over the style channels. It
+        compares the exemplar with the current estimate of the target.
+    patch_size : int
+        Odd patch width, at least 3.
+    pyramid_levels : int, optional
+        Number of coarse-to-fine levels; by default as many as fit
+        (the coarsest level's short side stays at least ``2 * patch_size + 1``).
+    search_vote_iters, patchmatch_iters : int, optional
+        Search/vote iterations per level, and PatchMatch sweeps per search.
+        From scratch they default to 6 and 4, the reference's values. With
+        ``init_nnf`` the default is a warm schedule (see Notes). An explicit
+        value applies to every level run and overrides either schedule.
+    uniformity : float
+        Weight of the occurrence term that spreads the use of source patches
+        evenly (StyLit's Omega). On the scale of the SSD in 0..255 units;
+        3500 is the reference's default; 0 disables it.
+    extra_pass_3x3 : bool
+        Finish with a pass of 3x3 patches and no uniformity, for finer detail.
+    init_nnf : ndarray (Ht, Wt, 2) int, optional
+        A starting NNF at full target resolution, e.g. the previous frame's
+        match advected by optical flow. Coordinates are source patch centres
+        ``(x, y)``; they are clamped into the valid range.
+    vote : {"plain", "weighted"}
+        Plain averaging of overlapping patches, or weighting each patch by
+        ``1 / (1 + error / (patch_size^2 * Cs))``.
+    vote_radius : int, optional
+        Votes for a pixel come from the matches of all target pixels within
+        this many pixels (Chebyshev); a match is extended past its own patch
+        where the window is larger than the patch. Default ``patch_size // 2 + 1``:
+        one ring more than the patch, so that each pixel takes the consensus of
+        more matches. Use ``patch_size // 2`` for the classic vote.
+    seed : int
+        Seed of the explicit random state. The output is identical for the
+        same seed, on any number of threads.
+
+    Returns
+    -------
+    SynthResult
+        ``image``, ``nnf`` and the per-pixel patch ``error`` of the final NNF.
+
+    Raises
+    ------
+    ValueError
+        For inputs of the wrong type, dtype, shape, size or value.
+
+    Notes
+    -----
+    The patch error is the weighted SSD over style and guide channels. Each
+    level runs ``search_vote_iters`` times: ``patchmatch_iters`` PatchMatch
+    sweeps (propagation and random search, alternating scan direction) then a
+    vote that re-estimates the target style. The NNF is upsampled between
+    levels. Pixels whose voted colour stopped changing are frozen, and below
+    the coarsest level random search is capped to a local window: the NNF
+    from the coarser level is already close.
+
+    A warm start begins one level above the finest, from ``init_nnf``
+    downsampled, with 2 search/vote iterations of 2 sweeps per level.
+
+    References
+    ----------
+    .. [1] Jamriška et al., "Stylizing Video by Example", ACM TOG 38(4), 2019.
+    .. [2] Fišer et al., "StyLit: Illumination-Guided Example-Based
+           Stylization of 3D Renderings", ACM TOG 35(4), 2016.
+    .. [3] Barnes et al., "PatchMatch: A Randomized Correspondence Algorithm
+           for Structural Image Editing", ACM TOG 28(3), 2009.
+    """
+    style = _check_image(style, "style")
+    source_guides, target_guides = _check_guides(style, source_guides, target_guides)
+    weights = _check_weights(guide_weights, len(source_guides))
+    style_weight = _check_nonneg_float(style_weight, "style_weight")
+    uniformity = _check_nonneg_float(uniformity, "uniformity")
+    patch_size = _check_patch_size(patch_size)
+    if vote not in ("plain", "weighted"):
+        raise ValueError(f"vote must be 'plain' or 'weighted', got {vote!r}")
+    vote_radius = patch_size // 2 + 1 if vote_radius is None else _check_int(vote_radius, "vote_radius", lo=0)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    source_hw = style.shape[:2]
+    target_hw = target_guides[0].shape[:2]
+    for name, hw in (("style", source_hw), ("target guides", target_hw)):
+        if min(hw) < patch_size:
+            raise ValueError(
+                f"{name} is {hw[0]}x{hw[1]} pixels, smaller than a {patch_size}x{patch_size} patch")
+    max_levels = auto_levels(source_hw, target_hw, patch_size)
+    if pyramid_levels is None:
+        levels = max_levels
+    else:
+        levels = _check_int(pyramid_levels, "pyramid_levels", lo=1)
+        if levels > max_levels:
+            raise ValueError(
+                f"pyramid_levels={levels} is too many for these sizes: at most {max_levels} "
+                f"keep the coarsest level larger than the patch")
+    if init_nnf is not None:
+        init_nnf = _check_init_nnf(init_nnf, target_hw)
+    schedule = make_schedule(levels, warm=init_nnf is not None,
+                             search_vote_iters=search_vote_iters,
+                             patchmatch_iters=patchmatch_iters)
+    rng = np.random.Generator(np.random.PCG64(seed))
+
+    style_f = style.astype(np.float32)
+    channel_weights = [style_weight / style.shape[2]] * style.shape[2]
+    for w, g in zip(weights, source_guides):
+        channel_weights += [w / g.shape[2]] * g.shape[2]
+    sqrt_w = np.sqrt(np.asarray(channel_weights, np.float32))
+    src_full = np.concatenate([style_f] + [g.astype(np.float32) for g in source_guides], axis=2)
+    tgt_guides_full = np.concatenate([g.astype(np.float32) for g in target_guides], axis=2)
+    del style_f
+
+    nnf = None
+    image = None
+    for level in range(schedule.start_level, levels):
+        s_hw = level_shape(source_hw, levels, level)
+        t_hw = level_shape(target_hw, levels, level)
+        if nnf is None:
+            if init_nnf is not None:
+                nnf = _downsample_nnf(init_nnf, t_hw, s_hw, source_hw, patch_size)
+            else:
+                nnf = _random_nnf(rng, t_hw, s_hw, patch_size)
+        else:
+            nnf = kernels.upsample_nnf(nnf, t_hw[0], t_hw[1], s_hw[0], s_hw[1], patch_size)
+        coarsest = level == schedule.start_level and init_nnf is None
+        radius_cap = max(s_hw) if coarsest else FINE_SEARCH_RADIUS
+        image, nnf, error = _run_level(
+            resize(src_full, s_hw), resize(tgt_guides_full, t_hw), style.shape[2], sqrt_w,
+            nnf, patch_size, uniformity,
+            schedule.search_vote_iters[level], schedule.patchmatch_iters[level],
+            radius_cap, vote == "weighted", vote_radius, rng,
+            guides_only_first=init_nnf is not None and level == schedule.start_level)
+
+    if extra_pass_3x3:
+        nnf = np.clip(nnf, 1, [source_hw[1] - 2, source_hw[0] - 2]).astype(np.int32)
+        image, nnf, error = _run_level(
+            src_full, tgt_guides_full, style.shape[2], sqrt_w, nnf, 3, 0.0,
+            2, schedule.patchmatch_iters[-1], FINE_SEARCH_RADIUS, vote == "weighted",
+            max(1, 1 + vote_radius - patch_size // 2), rng)
+
+    if style.dtype == np.uint8:
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return SynthResult(image=image, nnf=nnf, error=error)
+
+
+def make_schedule(levels, *, warm, search_vote_iters=None, patchmatch_iters=None):
+    """Iterations per level for a cold or warm start; explicit counts override.
+
+    From scratch the coarse levels, which cost little, get the reference's
+    6 x 4 iterations; the two finest levels, which start from an upsampled
+    NNF that is already close, get 2 x 2. A warm start restarts one level
+    above the finest with 2 x 2 everywhere.
+    """
+    if warm:
+        start = max(0, levels - 1 - WARM_RESTART_LEVELS)
+        sv = [WARM_SEARCH_VOTE_ITERS] * levels
+        pm = [WARM_PATCHMATCH_ITERS] * levels
+    else:
+        start = 0
+        sv = [COLD_SEARCH_VOTE_ITERS] * levels
+        pm = [COLD_PATCHMATCH_ITERS] * levels
+        for level in range(max(1, levels - FINE_LEVELS), levels):
+            sv[level] = FINE_SEARCH_VOTE_ITERS
+            pm[level] = FINE_PATCHMATCH_ITERS
+    if search_vote_iters is not None:
+        sv = [_check_int(search_vote_iters, "search_vote_iters", lo=1)] * levels
+    if patchmatch_iters is not None:
+        pm = [_check_int(patchmatch_iters, "patchmatch_iters", lo=0)] * levels
+    return Schedule(start_level=start, levels=levels,
+                    search_vote_iters=tuple(sv), patchmatch_iters=tuple(pm))
+
+
+class _Features:
+    """Source and padded target feature rows of one level (see ``kernels``)."""
+
+    def __init__(self, src_img, tgt_guides, n_style, sqrt_w, patch):
+        r = patch // 2
+        hs, ws, channels = src_img.shape
+        ht, wt = tgt_guides.shape[:2]
+        self.channels = channels
+        self.patch = patch
+        self.src = np.ascontiguousarray((src_img * sqrt_w).reshape(hs, ws * channels))
+        self.tgt = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
+        self.tgt.reshape(ht + 2 * r, wt + 2 * r, channels)[:, :, n_style:] = np.pad(
+            tgt_guides * sqrt_w[n_style:], ((r, r), (r, r), (0, 0)), mode="edge")
+        self.style_scale = sqrt_w[0] if n_style else None
+
+    def set_style(self, image):
+        if self.style_scale is not None:
+            kernels.write_style_padded(image, self.style_scale, self.tgt, self.channels, self.patch)
+
+
+def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
+               n_search_vote, n_patchmatch, radius_cap, weighted, vote_radius, rng,
+               guides_only_first=False):
+    """Search/vote iterations on one pyramid level. Returns (image, nnf, error).
+
+    With ``guides_only_first`` the first search ignores the style term: on a
+    warm start the style estimate comes from a stale NNF and would pull the
+    matches back towards it.
+    """
+    hs, ws = src_img.shape[:2]
+    ht, wt = tgt_guides.shape[:2]
+    style_src = np.ascontiguousarray(src_img[:, :, :n_style])
+    full = _Features(src_img, tgt_guides, n_style, sqrt_w, patch)
+    omega_best = (ht * wt) / float(hs * ws) * patch * patch
+    occ_scale = np.float32(uniformity / (patch * patch * omega_best))
+    radii = _search_radii(min(radius_cap, max(hs, ws)))
+    err = np.empty((ht, wt), np.float32)
+    occ = np.zeros((hs, ws), np.int32)
+    everywhere = np.ones((ht, wt), np.uint8)
+    active = everywhere
+    changed = np.zeros((ht, wt), np.uint8)
+    image = np.empty((ht, wt, n_style), np.float32)
+    if not guides_only_first:
+        kernels.vote(style_src, nnf, vote_radius, patch, err, False, everywhere, image)
+    for it in range(n_search_vote):
+        if it == 0 and guides_only_first:
+            feats = _Features(src_img[:, :, n_style:], tgt_guides, 0, sqrt_w[n_style:], patch)
+        else:
+            feats = full
+            feats.set_style(image)
+        # Frozen pixels are skipped by the search, so their error is not needed.
+        kernels.nnf_error(feats.src, feats.tgt, nnf, patch, feats.channels, active, err)
+        moved = np.zeros((ht, wt), np.uint8)
+        for sweep in range(n_patchmatch):
+            if uniformity > 0:
+                kernels.occupancy(nnf, hs, ws, patch, occ)
+            snapshot = nnf.copy()
+            kernels.patchmatch_sweep(feats.src, feats.tgt, patch, feats.channels, nnf, snapshot,
+                                     err, occ, occ_scale, radii, int(rng.integers(0, 2 ** 31)),
+                                     sweep % 2 == 0, active, changed)
+            moved |= changed
+        if it == 0 and guides_only_first:
+            kernels.vote(style_src, nnf, vote_radius, patch, err, False, everywhere, image)
+            active = everywhere
+            continue
+        # Only votes within reach of a changed match can differ.
+        revote = kernels.dilate(moved, vote_radius)
+        new_image = image.copy()
+        kernels.vote(style_src, nnf, vote_radius, patch, err, weighted, revote, new_image)
+        active = kernels.changed_mask(image, new_image, np.float32(STOP_THRESHOLD), revote, patch // 2)
+        image = new_image
+        if not active.any():
+            break
+    full.set_style(image)
+    kernels.nnf_error(full.src, full.tgt, nnf, patch, full.channels, everywhere, err)
+    return image, nnf, err
+
+
+def _search_radii(max_radius):
+    radii = []
+    rad = 1
+    while rad < max_radius:
+        radii.append(rad)
+        rad *= 2
+    radii.append(max(1, int(max_radius)))
+    return np.asarray(radii, np.int32)
+
+
+def _random_nnf(rng, t_hw, s_hw, patch):
+    r = patch // 2
+    nnf = np.empty(t_hw + (2,), np.int32)
+    nnf[:, :, 0] = rng.integers(r, s_hw[1] - r, size=t_hw)
+    nnf[:, :, 1] = rng.integers(r, s_hw[0] - r, size=t_hw)
+    return nnf
+
+
+def _downsample_nnf(init_nnf, t_hw, s_hw, source_full_hw, patch):
+    """Nearest-sample a full-resolution NNF down to one level, rescaling coordinates."""
+    r = patch // 2
+    full_h, full_w = init_nnf.shape[:2]
+    ys = np.minimum((np.arange(t_hw[0]) * full_h) // t_hw[0], full_h - 1)
+    xs = np.minimum((np.arange(t_hw[1]) * full_w) // t_hw[1], full_w - 1)
+    picked = init_nnf[ys][:, xs].astype(np.float64)
+    nnf = np.empty(t_hw + (2,), np.int32)
+    nnf[:, :, 0] = np.clip(np.floor(picked[:, :, 0] * s_hw[1] / source_full_hw[1]), r, s_hw[1] - 1 - r)
+    nnf[:, :, 1] = np.clip(np.floor(picked[:, :, 1] * s_hw[0] / source_full_hw[0]), r, s_hw[0] - 1 - r)
+    return nnf
+
+
+# ---------------------------------------------------------------------------
+# Input checks
+
+
+def _check_image(image, name):
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"{name} must be uint8 or float32 in 0..255, got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise ValueError(f"{name} must be an HxWxC array, got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"{name} is empty (shape {image.shape})")
+    if image.dtype == np.float32:
+        if not np.isfinite(image).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0.0 or hi > 255.0:
+            raise ValueError(f"{name} must lie in 0..255, got values in {lo:g}..{hi:g}")
+    return image
+
+
+def _check_guides(style, source_guides, target_guides):
+    for name, guides in (("source_guides", source_guides), ("target_guides", target_guides)):
+        if isinstance(guides, np.ndarray) or not hasattr(guides, "__len__"):
+            raise ValueError(f"{name} must be a list of HxWxC arrays, one per guide")
+    if len(source_guides) != len(target_guides):
+        raise ValueError(
+            f"{len(source_guides)} source guides but {len(target_guides)} target guides: "
+            f"each guide is a (source, target) pair")
+    if len(source_guides) == 0:
+        raise ValueError("at least one guide is needed")
+    src_out, tgt_out = [], []
+    target_hw = None
+    for i, (s, t) in enumerate(zip(source_guides, target_guides)):
+        s = _check_image(s, f"source_guides[{i}]")
+        t = _check_image(t, f"target_guides[{i}]")
+        if s.shape[:2] != style.shape[:2]:
+            raise ValueError(
+                f"source_guides[{i}] is {s.shape[0]}x{s.shape[1]} but style is "
+                f"{style.shape[0]}x{style.shape[1]}: source guides must match the style's size")
+        if target_hw is None:
+            target_hw = t.shape[:2]
+        elif t.shape[:2] != target_hw:
+            raise ValueError(
+                f"target_guides[{i}] is {t.shape[0]}x{t.shape[1]} but target_guides[0] is "
+                f"{target_hw[0]}x{target_hw[1]}: all target guides must have one size")
+        if s.shape[2] != t.shape[2]:
+            raise ValueError(
+                f"guide {i} has {s.shape[2]} source channels but {t.shape[2]} target channels")
+        src_out.append(s)
+        tgt_out.append(t)
+    return src_out, tgt_out
+
+
+def _check_weights(weights, n_guides):
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise ValueError("guide_weights must be a sequence of numbers, one per guide")
+    if len(weights) != n_guides:
+        raise ValueError(f"{len(weights)} guide_weights for {n_guides} guides: give one weight per guide")
+    return [_check_nonneg_float(w, f"guide_weights[{i}]") for i, w in enumerate(weights)]
+
+
+def _check_nonneg_float(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def _check_int(value, name, *, lo):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be at least {lo}, got {value}")
+    if value > 10_000:
+        raise ValueError(f"{name}={value} is unreasonably large")
+    return int(value)
+
+
+def _check_patch_size(patch_size):
+    patch_size = _check_int(patch_size, "patch_size", lo=3)
+    if patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be odd, got {patch_size}")
+    return patch_size
+
+
+def _check_init_nnf(init_nnf, target_hw):
+    if not isinstance(init_nnf, np.ndarray) or init_nnf.dtype.kind not in "iu":
+        raise ValueError("init_nnf must be an integer array of shape (Ht, Wt, 2)")
+    if init_nnf.shape != tuple(target_hw) + (2,):
+        raise ValueError(
+            f"init_nnf has shape {init_nnf.shape}, expected {tuple(target_hw) + (2,)} (the target's size)")
+    return init_nnf

@@ -1,0 +1,344 @@
+"""Numba kernels of guided patch synthesis.
+
+Every kernel here is private: :mod:`engine.synth` checks inputs and calls them.
+Each has a plain-numpy twin in ``tests/test_synth_kernels.py``.
+
+Layout conventions shared by all kernels
+-----------------------------------------
+* ``src``: source features, float32 ``(Hs, Ws * C)``, one row per image row, the
+  ``C`` channels of a pixel contiguous. Channels are pre-multiplied by the square
+  root of their weight, so the weighted SSD is a plain SSD.
+* ``tgt``: target features, float32 ``(Ht + 2r, (Wt + 2r) * C)``: the target padded
+  by ``r = patch // 2`` pixels of edge replication on each side, so that a target
+  patch never needs bounds checks. Target pixel ``(y, x)`` has its patch's top-left
+  corner at padded row ``y``, padded column ``x``.
+* ``nnf``: int32 ``(Ht, Wt, 2)`` holding the source patch *centre* ``(x, y)`` of
+  every target pixel, always inside ``[r, Ws - 1 - r] x [r, Hs - 1 - r]``.
+* The first ``Cs`` channels of ``src``/``tgt`` are the style; the rest are guides.
+
+Parallelism: the target is cut into horizontal tiles of a fixed height that does
+not depend on the thread count. A thread owns whole tiles and writes only their
+rows; a neighbour in another tile is read from a snapshot taken before the sweep.
+The random numbers are a hash of pixel, sweep seed and draw index. Together this
+makes the result identical for any number of threads.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+TILE_HEIGHT = 16
+
+
+@njit(cache=True, inline="always")
+def _hash32(a):
+    # Robert Jenkins' 32-bit integer mix, on int64 kept in 32 bits.
+    a = (a ^ 61) ^ (a >> 16)
+    a = (a + (a << 3)) & 0xFFFFFFFF
+    a = a ^ (a >> 4)
+    a = (a * 0x27D4EB2D) & 0xFFFFFFFF
+    a = a ^ (a >> 15)
+    return a
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _patch_ssd(src, tgt, ty, tx, sx, sy, patch, channels, bound):
+    """SSD between target patch at (tx, ty) and source patch centred at (sx, sy).
+
+    Stops early, returning a partial sum, once the sum passes ``bound``.
+    """
+    r = patch // 2
+    length = patch * channels
+    t0 = tx * channels
+    s0 = (sx - r) * channels
+    err = np.float32(0.0)
+    for j in range(patch):
+        trow = tgt[ty + j]
+        srow = src[sy - r + j]
+        acc = np.float32(0.0)
+        for k in range(length):
+            d = trow[t0 + k] - srow[s0 + k]
+            acc += d * d
+        err += acc
+        if err > bound:
+            return err
+    return err
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def nnf_error(src, tgt, nnf, patch, channels, region, out):
+    """Patch error under ``nnf`` of the target pixels where ``region`` is set.
+
+    Writes ``out`` (Ht, Wt) there and leaves it alone elsewhere.
+    """
+    ht, wt = nnf.shape[0], nnf.shape[1]
+    inf = np.float32(np.inf)
+    for y in prange(ht):
+        for x in range(wt):
+            if region[y, x]:
+                out[y, x] = _patch_ssd(src, tgt, y, x, nnf[y, x, 0], nnf[y, x, 1], patch, channels, inf)
+
+
+@njit(cache=True)
+def occupancy(nnf, src_h, src_w, patch, out):
+    """Omega of StyLit: how many target patches cover each source pixel.
+
+    ``out`` (Hs, Ws) int32 receives, for every source *centre*, the sum of the
+    coverage counts over the patch around it: the quantity the uniformity term
+    compares against its ideal value.
+    """
+    r = patch // 2
+    centre_count = np.zeros((src_h, src_w), np.int32)
+    for y in range(nnf.shape[0]):
+        for x in range(nnf.shape[1]):
+            centre_count[nnf[y, x, 1], nnf[y, x, 0]] += 1
+    cover = _box_sum(centre_count, r)
+    out[:, :] = _box_sum(cover, r)
+
+
+@njit(cache=True)
+def _box_sum(a, r):
+    """Sum over the (2r+1)^2 window around each pixel, zero outside."""
+    h, w = a.shape
+    rows = np.zeros((h, w), np.int32)
+    for y in range(h):
+        acc = 0
+        for x in range(min(r, w)):
+            acc += a[y, x]
+        for x in range(w):
+            if x + r < w:
+                acc += a[y, x + r]
+            rows[y, x] = acc
+            if x - r >= 0:
+                acc -= a[y, x - r]
+    out = np.zeros((h, w), np.int32)
+    for x in range(w):
+        acc = 0
+        for y in range(min(r, h)):
+            acc += rows[y, x]
+        for y in range(h):
+            if y + r < h:
+                acc += rows[y + r, x]
+            out[y, x] = acc
+            if y - r >= 0:
+                acc -= rows[y - r, x]
+    return out
+
+
+@njit(cache=True, inline="always")
+def _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale):
+    new_occ = occ[cy, cx] * occ_scale
+    bound = cost[0] - new_occ
+    if bound <= 0.0:
+        return False
+    e = _patch_ssd(src, tgt, y, x, cx, cy, patch, channels, bound)
+    if e < bound:
+        nnf[y, x, 0] = cx
+        nnf[y, x, 1] = cy
+        err[y, x] = e
+        cost[0] = e + new_occ
+        return True
+    return False
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ_scale,
+                     radii, sweep_seed, forward, active, changed):
+    """One PatchMatch sweep: propagation from two neighbours, then random search.
+
+    Parameters (all arrays are modified in place where noted)
+    ----------
+    nnf, err : current field and its patch errors, updated in place.
+    nnf_snapshot : copy of ``nnf`` from before the sweep, read for neighbours
+        that lie in another tile.
+    occ : int32 (Hs, Ws) patch occupancy from :func:`occupancy`; ``occ_scale``
+        turns it into the uniformity cost (``lambda / (patch^2 * omega_best)``).
+    radii : int32 array of random-search radii, smallest first.
+    forward : scan direction; sweeps alternate so information flows both ways.
+    active : uint8 (Ht, Wt); pixels with 0 are frozen and skipped.
+    changed : uint8 (Ht, Wt) output, 1 where the match changed in this sweep.
+    """
+    ht, wt = nnf.shape[0], nnf.shape[1]
+    hs = src.shape[0]
+    ws = src.shape[1] // channels
+    r = patch // 2
+    n_tiles = (ht + TILE_HEIGHT - 1) // TILE_HEIGHT
+    q = 1 if forward else -1
+    cost = np.empty(1, np.float32)
+    for tile in prange(n_tiles):
+        cost = np.empty(1, np.float32)
+        y_lo = tile * TILE_HEIGHT
+        y_hi = min(ht, y_lo + TILE_HEIGHT)
+        for iy in range(y_hi - y_lo):
+            y = y_lo + iy if forward else y_hi - 1 - iy
+            for ix in range(wt):
+                x = ix if forward else wt - 1 - ix
+                changed[y, x] = 0
+                if active[y, x] == 0:
+                    continue
+                x0 = nnf[y, x, 0]
+                y0 = nnf[y, x, 1]
+                cost[0] = err[y, x] + occ[y0, x0] * occ_scale
+                # Propagation: the neighbour's match, shifted by one pixel.
+                nx = x - q
+                if 0 <= nx < wt:
+                    cx = nnf[y, nx, 0] + q
+                    cy = nnf[y, nx, 1]
+                    if r <= cx < ws - r and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
+                        _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
+                ny = y - q
+                if 0 <= ny < ht:
+                    if y_lo <= ny < y_hi:
+                        cx = nnf[ny, x, 0]
+                        cy = nnf[ny, x, 1] + q
+                    else:
+                        cx = nnf_snapshot[ny, x, 0]
+                        cy = nnf_snapshot[ny, x, 1] + q
+                    if r <= cy < hs - r and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
+                        _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
+                # Random search in windows around the best match so far.
+                px = nnf[y, x, 0]
+                py = nnf[y, x, 1]
+                h = _hash32((x | (y << 16)) ^ sweep_seed)
+                for i in range(radii.shape[0]):
+                    rad = radii[i]
+                    lo_x = max(px - rad, r)
+                    hi_x = min(px + rad, ws - 1 - r)
+                    lo_y = max(py - rad, r)
+                    hi_y = min(py + rad, hs - 1 - r)
+                    h = _hash32(h + 0x9E3779B9 & 0xFFFFFFFF)
+                    cx = lo_x + h % (hi_x - lo_x + 1)
+                    h = _hash32(h + 0x7F4A7C15 & 0xFFFFFFFF)
+                    cy = lo_y + h % (hi_y - lo_y + 1)
+                    if cx != nnf[y, x, 0] or cy != nnf[y, x, 1]:
+                        _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
+                if nnf[y, x, 0] != x0 or nnf[y, x, 1] != y0:
+                    changed[y, x] = 1
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def vote(style, nnf, radius, patch, err, weighted, region, out):
+    """Average, for every target pixel, the source pixels that nearby matches map it to.
+
+    Every target pixel ``q`` within ``radius`` of ``p`` votes the source pixel
+    ``nnf[q] + (p - q)``, clamped into the source. With ``radius = patch // 2``
+    that is the classic vote of overlapping patches. ``style`` is (Hs, Ws, Cs)
+    float32, ``out`` (Ht, Wt, Cs), written only where ``region`` is set. With
+    ``weighted`` a vote counts ``1 / (1 + err / (patch^2 * Cs))``, as in
+    Ebsynth's weighted vote.
+    """
+    ht, wt = nnf.shape[0], nnf.shape[1]
+    cs = style.shape[2]
+    sh, sw = style.shape[0], style.shape[1]
+    r = radius
+    norm = np.float32(patch * patch * cs)
+    for y in prange(ht):
+        acc = np.zeros(cs, np.float32)
+        for x in range(wt):
+            if region[y, x] == 0:
+                continue
+            acc[:] = 0.0
+            total = np.float32(0.0)
+            for dy in range(-r, r + 1):
+                qy = y + dy
+                if qy < 0 or qy >= ht:
+                    continue
+                for dx in range(-r, r + 1):
+                    qx = x + dx
+                    if qx < 0 or qx >= wt:
+                        continue
+                    sx = min(max(nnf[qy, qx, 0] - dx, 0), sw - 1)
+                    sy = min(max(nnf[qy, qx, 1] - dy, 0), sh - 1)
+                    w = np.float32(1.0)
+                    if weighted:
+                        w = np.float32(1.0) / (np.float32(1.0) + err[qy, qx] / norm)
+                    for c in range(cs):
+                        acc[c] += w * style[sy, sx, c]
+                    total += w
+            for c in range(cs):
+                out[y, x, c] = acc[c] / total
+
+
+@njit(cache=True, parallel=True)
+def write_style_padded(style_image, scale, tgt, channels, patch):
+    """Write ``style_image * scale`` into the style channels of padded ``tgt``.
+
+    Padding is edge replication, matching how the guides were padded.
+    """
+    ht, wt, cs = style_image.shape
+    r = patch // 2
+    hp = ht + 2 * r
+    wp = wt + 2 * r
+    for py in prange(hp):
+        y = min(max(py - r, 0), ht - 1)
+        for px in range(wp):
+            x = min(max(px - r, 0), wt - 1)
+            base = px * channels
+            for c in range(cs):
+                tgt[py, base + c] = style_image[y, x, c] * scale
+
+
+@njit(cache=True)
+def upsample_nnf(nnf, out_h, out_w, src_h, src_w, patch):
+    """Coarse-to-fine NNF: each coarse match covers a 2x2 block, coordinates doubled."""
+    r = patch // 2
+    out = np.empty((out_h, out_w, 2), np.int32)
+    ch, cw = nnf.shape[0], nnf.shape[1]
+    for y in range(out_h):
+        yc = min(y // 2, ch - 1)
+        for x in range(out_w):
+            xc = min(x // 2, cw - 1)
+            sx = nnf[yc, xc, 0] * 2 + (x & 1)
+            sy = nnf[yc, xc, 1] * 2 + (y & 1)
+            out[y, x, 0] = min(max(sx, r), src_w - 1 - r)
+            out[y, x, 1] = min(max(sy, r), src_h - 1 - r)
+    return out
+
+
+@njit(cache=True)
+def changed_mask(old, new, threshold, region, radius):
+    """Pixels within ``radius`` of one whose voted style moved by more than ``threshold``.
+
+    Only pixels in ``region`` (where the vote was redone) are compared. A pixel
+    outside the result is frozen: nothing within its patch changed, so its
+    match can no longer improve through the style term.
+    """
+    ht, wt, cs = old.shape
+    moved = np.zeros((ht, wt), np.uint8)
+    for y in range(ht):
+        for x in range(wt):
+            if region[y, x] == 0:
+                continue
+            for c in range(cs):
+                if abs(old[y, x, c] - new[y, x, c]) > threshold:
+                    moved[y, x] = 1
+                    break
+    return dilate(moved, radius)
+
+
+@njit(cache=True)
+def dilate(mask, radius):
+    """Binary dilation of a uint8 mask by a (2 radius + 1)^2 square."""
+    ht, wt = mask.shape
+    rows = np.zeros((ht, wt), np.uint8)
+    for y in range(ht):
+        last = -(radius + 1)
+        for x in range(min(radius, wt)):
+            if mask[y, x]:
+                last = x
+        for x in range(wt):
+            if x + radius < wt and mask[y, x + radius]:
+                last = x + radius
+            if last >= x - radius:
+                rows[y, x] = 1
+    out = np.zeros((ht, wt), np.uint8)
+    for x in range(wt):
+        last = -(radius + 1)
+        for y in range(min(radius, ht)):
+            if rows[y, x]:
+                last = y
+        for y in range(ht):
+            if y + radius < ht and rows[y + radius, x]:
+                last = y + radius
+            if last >= y - radius:
+                out[y, x] = 1
+    return out
