@@ -365,9 +365,9 @@ def consistency_mask(flow, flow_back, *, alpha=0.01, beta=0.5):
     h, w = flow.shape[:2]
     map_x, map_y = _maps(flow)
     back = cv2.remap(flow_back, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    total = flow + back
-    lhs = (total**2).sum(axis=2)
-    rhs = alpha * ((flow**2).sum(axis=2) + (back**2).sum(axis=2)) + beta
+    fx, fy, bx, by = flow[..., 0], flow[..., 1], back[..., 0], back[..., 1]
+    lhs = (fx + bx) ** 2 + (fy + by) ** 2
+    rhs = alpha * (fx * fx + fy * fy + bx * bx + by * by) + beta
     inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
     return (lhs < rhs) & inside
 

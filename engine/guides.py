@@ -223,12 +223,16 @@ def fill_holes(field, valid):
 
     numer, weight = levels[-1]
     filled = numer / np.maximum(weight, 1e-12)[:, :, None]
-    for numer, weight in reversed(levels[:-1]):
+    for numer, weight in reversed(levels[1:-1]):
         h, w = weight.shape
-        up = _resize(filled, (w, h), cv2.INTER_LINEAR)
+        filled = _resize(filled, (w, h), cv2.INTER_LINEAR)
         known = weight > 0
-        filled = np.where(known[:, :, None], numer / np.maximum(weight, 1e-12)[:, :, None], up)
-    out = np.where(valid[:, :, None], values, filled).astype(np.float32)
+        filled[known] = numer[known] / weight[known][:, None]
+    h, w = valid.shape
+    up = _resize(filled, (w, h), cv2.INTER_LINEAR)
+    out = values.astype(np.float32, copy=True)
+    holes = ~valid
+    out[holes] = up[holes]
     return out[:, :, 0] if squeeze else out
 
 
