@@ -29,6 +29,8 @@ WARM_PATCHMATCH_ITERS = 1
 #: Below the coarsest level the NNF comes from the level above, so random
 #: search only has to correct it locally.
 FINE_SEARCH_RADIUS = 8
+#: A warm start's NNF is off by about the motion left after advection.
+WARM_SEARCH_RADIUS = 4
 #: A pixel whose voted colour moved less than this (0..255) is frozen.
 STOP_THRESHOLD = 2.0
 
@@ -199,8 +201,12 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
                 nnf = _random_nnf(rng, t_hw, s_hw, patch_size)
         else:
             nnf = kernels.upsample_nnf(nnf, t_hw[0], t_hw[1], s_hw[0], s_hw[1], patch_size)
-        coarsest = level == schedule.start_level and init_nnf is None
-        radius_cap = max(s_hw) if coarsest else FINE_SEARCH_RADIUS
+        if init_nnf is not None:
+            radius_cap = WARM_SEARCH_RADIUS
+        elif level == schedule.start_level:
+            radius_cap = max(s_hw)
+        else:
+            radius_cap = FINE_SEARCH_RADIUS
         image, nnf, error = _run_level(
             resize(src_full, s_hw), resize(tgt_guides_full, t_hw), style.shape[2], sqrt_w,
             nnf, patch_size, uniformity,
@@ -279,7 +285,7 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
     hs, ws = src_img.shape[:2]
     ht, wt = tgt_guides.shape[:2]
     style_src = np.ascontiguousarray(src_img[:, :, :n_style])
-    full = _Features(src_img, tgt_guides, n_style, sqrt_w, patch)
+    full = None
     omega_best = (ht * wt) / float(hs * ws) * patch * patch
     occ_scale = np.float32(uniformity / (patch * patch * omega_best))
     radii = _search_radii(min(radius_cap, max(hs, ws)))
@@ -292,9 +298,12 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
     if not guides_only_first:
         kernels.vote(style_src, nnf, vote_radius, patch, err, False, everywhere, image)
     for it in range(n_search_vote):
-        if it == 0 and guides_only_first:
+        guides_only = it == 0 and guides_only_first
+        if guides_only:
             feats = _Features(src_img[:, :, n_style:], tgt_guides, 0, sqrt_w[n_style:], patch)
         else:
+            if full is None:
+                full = _Features(src_img, tgt_guides, n_style, sqrt_w, patch)
             feats = full
             feats.set_style(image)
         # Frozen pixels are skipped by the search, so their error is not needed.
@@ -308,7 +317,7 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
                                      err, occ, occ_scale, radii, int(rng.integers(0, 2 ** 31)),
                                      sweep % 2 == 0, active, changed)
             moved |= changed
-        if it == 0 and guides_only_first:
+        if guides_only:
             kernels.vote(style_src, nnf, vote_radius, patch, err, False, everywhere, image)
             active = everywhere
             continue
@@ -320,6 +329,14 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
         image = new_image
         if not active.any():
             break
+    if full is None:
+        # Only a guides-only search ran: its errors are exact for the guides,
+        # so add just the style term against the final image.
+        style_only = _Features(style_src, tgt_guides[:, :, :0], n_style, sqrt_w[:n_style], patch)
+        style_only.set_style(image)
+        style_err = np.empty_like(err)
+        kernels.nnf_error(style_only.src, style_only.tgt, nnf, patch, n_style, everywhere, style_err)
+        return image, nnf, err + style_err
     full.set_style(image)
     kernels.nnf_error(full.src, full.tgt, nnf, patch, full.channels, everywhere, err)
     return image, nnf, err
