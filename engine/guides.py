@@ -554,7 +554,9 @@ def frame_guides(frame, *, positions, temporal=None, key_size=None, positional_c
     positions = _check_positions(positions)
     if positions.shape[:2] != frame.shape[:2]:
         raise ValueError(f"positions {positions.shape[:2]} do not match the frame {frame.shape[:2]}")
-    if temporal is not None and (not isinstance(temporal, np.ndarray) or temporal.shape[:2] != frame.shape[:2]):
+    if temporal is not None and (
+        not isinstance(temporal, np.ndarray) or temporal.shape[:2] != frame.shape[:2]
+    ):
         raise ValueError("temporal must be an array of the frame's size")
     return FrameGuides(
         colour=colour_guide(frame),

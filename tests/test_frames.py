@@ -147,7 +147,9 @@ def test_missing_and_empty_folder(tmp_path):
         open_frames(tmp_path / "unnumbered")
 
 
-@pytest.mark.parametrize("names", [("0001.png", "0001.jpg"), ("1.png", "0001.png"), ("a_0002.png", "b_0002.png")])
+@pytest.mark.parametrize(
+    "names", [("0001.png", "0001.jpg"), ("1.png", "0001.png"), ("a_0002.png", "b_0002.png")]
+)
 def test_duplicate_frame_numbers(tmp_path, names):
     for name in names:
         _save(tmp_path / name, _rgb())

@@ -127,7 +127,10 @@ def test_positions_advected_by_known_shift_equal_the_shifted_ramp():
 def test_positions_advected_by_computed_flow():
     h, w, dx, dy = 96, 128, 3.0, 2.0
     big = texture(h + 40, w + 40, seed=4)
-    frames = [np.ascontiguousarray(big[20 - int(k * dy) : 20 - int(k * dy) + h, 20 - int(k * dx) : 20 - int(k * dx) + w]) for k in range(4)]
+    frames = []
+    for k in range(4):
+        y, x = 20 - int(k * dy), 20 - int(k * dx)
+        frames.append(np.ascontiguousarray(big[y : y + h, x : x + w]))
     positions = keyframe_positions(h, w)
     for prev, cur in zip(frames, frames[1:]):
         fwd, bwd = compute_flow_pair(prev, cur)
@@ -321,7 +324,9 @@ def test_real_clip_positions_map_frames_back_to_the_key():
         positions = advect_positions(positions, bwd, flow_from_prev=fwd)
         prev = cur
     # Looking the keyframe up at the advected positions rebuilds frame 6.
-    rebuilt = cv2.remap(key, positions[..., 0], positions[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    rebuilt = cv2.remap(
+        key, positions[..., 0], positions[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     err = np.abs(rebuilt.astype(float) - prev).mean()
     still = np.abs(key.astype(float) - prev).mean()
     assert err < 0.7 * still
