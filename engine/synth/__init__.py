@@ -102,7 +102,7 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
     init_nnf : ndarray (Ht, Wt, 2) int, optional
         A starting NNF at full target resolution, e.g. the previous frame's
         match advected by optical flow. Coordinates are source patch centres
-        ``(x, y)``; they are clamped into the valid range.
+        ``(x, y)``; they are clamped into the source.
     vote : {"plain", "weighted"}
         Plain averaging of overlapping patches, or weighting each patch by
         ``1 / (1 + error / (patch_size^2 * Cs))``.
@@ -196,11 +196,11 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
         t_hw = level_shape(target_hw, levels, level)
         if nnf is None:
             if init_nnf is not None:
-                nnf = _downsample_nnf(init_nnf, t_hw, s_hw, source_hw, patch_size)
+                nnf = _downsample_nnf(init_nnf, t_hw, s_hw, source_hw)
             else:
-                nnf = _random_nnf(rng, t_hw, s_hw, patch_size)
+                nnf = _random_nnf(rng, t_hw, s_hw)
         else:
-            nnf = kernels.upsample_nnf(nnf, t_hw[0], t_hw[1], s_hw[0], s_hw[1], patch_size)
+            nnf = kernels.upsample_nnf(nnf, t_hw[0], t_hw[1], s_hw[0], s_hw[1])
         if init_nnf is not None:
             radius_cap = WARM_SEARCH_RADIUS
         elif level == schedule.start_level:
@@ -215,7 +215,6 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
             guides_only_first=init_nnf is not None and level == schedule.start_level)
 
     if extra_pass_3x3:
-        nnf = np.clip(nnf, 1, [source_hw[1] - 2, source_hw[0] - 2]).astype(np.int32)
         image, nnf, error = _run_level(
             src_full, tgt_guides_full, style.shape[2], sqrt_w, nnf, 3, 0.0,
             2, schedule.patchmatch_iters[-1], FINE_SEARCH_RADIUS, vote == "weighted",
@@ -262,7 +261,8 @@ class _Features:
         ht, wt = tgt_guides.shape[:2]
         self.channels = channels
         self.patch = patch
-        self.src = np.ascontiguousarray((src_img * sqrt_w).reshape(hs, ws * channels))
+        self.src = np.pad(src_img * sqrt_w, ((r, r), (r, r), (0, 0)), mode="edge").reshape(
+            hs + 2 * r, (ws + 2 * r) * channels)
         self.tgt = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
         self.tgt.reshape(ht + 2 * r, wt + 2 * r, channels)[:, :, n_style:] = np.pad(
             tgt_guides * sqrt_w[n_style:], ((r, r), (r, r), (0, 0)), mode="edge")
@@ -352,24 +352,22 @@ def _search_radii(max_radius):
     return np.asarray(radii, np.int32)
 
 
-def _random_nnf(rng, t_hw, s_hw, patch):
-    r = patch // 2
+def _random_nnf(rng, t_hw, s_hw):
     nnf = np.empty(t_hw + (2,), np.int32)
-    nnf[:, :, 0] = rng.integers(r, s_hw[1] - r, size=t_hw)
-    nnf[:, :, 1] = rng.integers(r, s_hw[0] - r, size=t_hw)
+    nnf[:, :, 0] = rng.integers(0, s_hw[1], size=t_hw)
+    nnf[:, :, 1] = rng.integers(0, s_hw[0], size=t_hw)
     return nnf
 
 
-def _downsample_nnf(init_nnf, t_hw, s_hw, source_full_hw, patch):
+def _downsample_nnf(init_nnf, t_hw, s_hw, source_full_hw):
     """Nearest-sample a full-resolution NNF down to one level, rescaling coordinates."""
-    r = patch // 2
     full_h, full_w = init_nnf.shape[:2]
     ys = np.minimum((np.arange(t_hw[0]) * full_h) // t_hw[0], full_h - 1)
     xs = np.minimum((np.arange(t_hw[1]) * full_w) // t_hw[1], full_w - 1)
     picked = init_nnf[ys][:, xs].astype(np.float64)
     nnf = np.empty(t_hw + (2,), np.int32)
-    nnf[:, :, 0] = np.clip(np.floor(picked[:, :, 0] * s_hw[1] / source_full_hw[1]), r, s_hw[1] - 1 - r)
-    nnf[:, :, 1] = np.clip(np.floor(picked[:, :, 1] * s_hw[0] / source_full_hw[0]), r, s_hw[0] - 1 - r)
+    nnf[:, :, 0] = np.clip(np.floor(picked[:, :, 0] * s_hw[1] / source_full_hw[1]), 0, s_hw[1] - 1)
+    nnf[:, :, 1] = np.clip(np.floor(picked[:, :, 1] * s_hw[0] / source_full_hw[0]), 0, s_hw[0] - 1)
     return nnf
 
 

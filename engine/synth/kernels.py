@@ -5,15 +5,15 @@ Each has a plain-numpy twin in ``tests/test_synth_kernels.py``.
 
 Layout conventions shared by all kernels
 -----------------------------------------
-* ``src``: source features, float32 ``(Hs, Ws * C)``, one row per image row, the
-  ``C`` channels of a pixel contiguous. Channels are pre-multiplied by the square
-  root of their weight, so the weighted SSD is a plain SSD.
-* ``tgt``: target features, float32 ``(Ht + 2r, (Wt + 2r) * C)``: the target padded
-  by ``r = patch // 2`` pixels of edge replication on each side, so that a target
-  patch never needs bounds checks. Target pixel ``(y, x)`` has its patch's top-left
-  corner at padded row ``y``, padded column ``x``.
-* ``nnf``: int32 ``(Ht, Wt, 2)`` holding the source patch *centre* ``(x, y)`` of
-  every target pixel, always inside ``[r, Ws - 1 - r] x [r, Hs - 1 - r]``.
+* ``src``, ``tgt``: source and target features, float32 ``(H + 2r, (W + 2r) * C)``:
+  the image padded by ``r = patch // 2`` pixels of edge replication on each side,
+  one row per image row, the ``C`` channels of a pixel contiguous. Pixel ``(y, x)``
+  has its patch's top-left corner at padded row ``y``, padded column ``x``, so no
+  patch needs bounds checks and every pixel, borders included, can be matched to
+  itself. Channels are pre-multiplied by the square root of their weight, so the
+  weighted SSD is a plain SSD.
+* ``nnf``: int32 ``(Ht, Wt, 2)`` holding the source patch centre ``(x, y)`` of
+  every target pixel, always inside the source image.
 * The first ``Cs`` channels of ``src``/``tgt`` are the style; the rest are guides.
 
 Parallelism: the target is cut into horizontal tiles of a fixed height that does
@@ -24,7 +24,13 @@ makes the result identical for any number of threads.
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import config, njit, prange, uint64
+
+# Flat offsets are cast to unsigned: with signed ones numba checks every index
+# for wraparound, which stops LLVM from vectorizing the SSD loop (5x slower).
+# Under NUMBA_DISABLE_JIT the kernels run as Python, where numpy's uint64
+# would turn into float64 when mixed with signed integers, so use int there.
+_uidx = int if config.DISABLE_JIT else uint64
 
 TILE_HEIGHT = 16
 
@@ -47,16 +53,13 @@ def _patch_ssd(src, tgt, ty, tx, sx, sy, patch, channels, bound):
     ``src`` and ``tgt`` are the 2-D feature rows. Stops early, returning a
     partial sum, once the sum passes ``bound``.
     """
-    # Unsigned flat offsets: with signed ones numba checks every index for
-    # wraparound, which stops LLVM from vectorizing the inner loop (5x slower).
     src_flat = src.reshape(src.size)
     tgt_flat = tgt.reshape(tgt.size)
-    r = patch // 2
-    length = uint64(patch * channels)
-    t_stride = uint64(tgt.shape[1])
-    s_stride = uint64(src.shape[1])
-    t0 = uint64(ty) * t_stride + uint64(tx * channels)
-    s0 = uint64(sy - r) * s_stride + uint64((sx - r) * channels)
+    length = _uidx(patch * channels)
+    t_stride = _uidx(tgt.shape[1])
+    s_stride = _uidx(src.shape[1])
+    t0 = _uidx(ty) * t_stride + _uidx(tx * channels)
+    s0 = _uidx(sy) * s_stride + _uidx(sx * channels)
     err = np.float32(0.0)
     for _ in range(patch):
         acc = np.float32(0.0)
@@ -165,9 +168,9 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
     changed : uint8 (Ht, Wt) output, 1 where the match changed in this sweep.
     """
     ht, wt = nnf.shape[0], nnf.shape[1]
-    hs = src.shape[0]
-    ws = src.shape[1] // channels
     r = patch // 2
+    hs = src.shape[0] - 2 * r
+    ws = src.shape[1] // channels - 2 * r
     n_tiles = (ht + TILE_HEIGHT - 1) // TILE_HEIGHT
     q = 1 if forward else -1
     cost = np.empty(1, np.float32)
@@ -190,7 +193,7 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                 if 0 <= nx < wt:
                     cx = nnf[y, nx, 0] + q
                     cy = nnf[y, nx, 1]
-                    if r <= cx < ws - r and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
+                    if 0 <= cx < ws and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
                         _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
                 ny = y - q
                 if 0 <= ny < ht:
@@ -200,7 +203,7 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                     else:
                         cx = nnf_snapshot[ny, x, 0]
                         cy = nnf_snapshot[ny, x, 1] + q
-                    if r <= cy < hs - r and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
+                    if 0 <= cy < hs and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
                         _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
                 # Random search in windows around the best match so far.
                 px = nnf[y, x, 0]
@@ -208,10 +211,10 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                 h = _hash32((x | (y << 16)) ^ sweep_seed)
                 for i in range(radii.shape[0]):
                     rad = radii[i]
-                    lo_x = max(px - rad, r)
-                    hi_x = min(px + rad, ws - 1 - r)
-                    lo_y = max(py - rad, r)
-                    hi_y = min(py + rad, hs - 1 - r)
+                    lo_x = max(px - rad, 0)
+                    hi_x = min(px + rad, ws - 1)
+                    lo_y = max(py - rad, 0)
+                    hi_y = min(py + rad, hs - 1)
                     h = _hash32(h + 0x9E3779B9 & 0xFFFFFFFF)
                     cx = lo_x + h % (hi_x - lo_x + 1)
                     h = _hash32(h + 0x7F4A7C15 & 0xFFFFFFFF)
@@ -239,7 +242,7 @@ def vote(style, nnf, radius, patch, err, weighted, region, out):
     nnf_flat = nnf.reshape(nnf.size)
     r = radius
     norm = np.float32(patch * patch * cs)
-    ucs = uint64(cs)
+    ucs = _uidx(cs)
     for y in prange(ht):
         acc = np.zeros(cs, np.float32)
         for x in range(wt):
@@ -252,21 +255,21 @@ def vote(style, nnf, radius, patch, err, weighted, region, out):
                 dy = qy - y
                 for qx in range(max(0, x - r), min(wt, x + r + 1)):
                     dx = qx - x
-                    q = uint64(qy * wt + qx) * uint64(2)
+                    q = _uidx(qy * wt + qx) * _uidx(2)
                     sx = min(max(nnf_flat[q] - dx, 0), sw - 1)
-                    sy = min(max(nnf_flat[q + uint64(1)] - dy, 0), sh - 1)
+                    sy = min(max(nnf_flat[q + _uidx(1)] - dy, 0), sh - 1)
                     w = np.float32(1.0)
                     if weighted:
                         w = np.float32(1.0) / (np.float32(1.0) + err[qy, qx] / norm)
-                    base = (uint64(sy) * uint64(sw) + uint64(sx)) * ucs
+                    base = (_uidx(sy) * _uidx(sw) + _uidx(sx)) * ucs
                     # RGB is the common case: keep its sums in registers.
                     if cs == 3:
                         a0 += w * style_flat[base]
-                        a1 += w * style_flat[base + uint64(1)]
-                        a2 += w * style_flat[base + uint64(2)]
+                        a1 += w * style_flat[base + _uidx(1)]
+                        a2 += w * style_flat[base + _uidx(2)]
                     else:
                         for c in range(cs):
-                            acc[c] += w * style_flat[base + uint64(c)]
+                            acc[c] += w * style_flat[base + _uidx(c)]
                     total += w
             if cs == 3:
                 out[y, x, 0] = a0 / total
@@ -297,9 +300,8 @@ def write_style_padded(style_image, scale, tgt, channels, patch):
 
 
 @njit(cache=True)
-def upsample_nnf(nnf, out_h, out_w, src_h, src_w, patch):
+def upsample_nnf(nnf, out_h, out_w, src_h, src_w):
     """Coarse-to-fine NNF: each coarse match covers a 2x2 block, coordinates doubled."""
-    r = patch // 2
     out = np.empty((out_h, out_w, 2), np.int32)
     ch, cw = nnf.shape[0], nnf.shape[1]
     for y in range(out_h):
@@ -308,8 +310,8 @@ def upsample_nnf(nnf, out_h, out_w, src_h, src_w, patch):
             xc = min(x // 2, cw - 1)
             sx = nnf[yc, xc, 0] * 2 + (x & 1)
             sy = nnf[yc, xc, 1] * 2 + (y & 1)
-            out[y, x, 0] = min(max(sx, r), src_w - 1 - r)
-            out[y, x, 1] = min(max(sy, r), src_h - 1 - r)
+            out[y, x, 0] = min(sx, src_w - 1)
+            out[y, x, 1] = min(sy, src_h - 1)
     return out
 
 
