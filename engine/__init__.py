@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "synthesize": (".synth", "synthesize"),
     "SynthResult": (".synth", "SynthResult"),
+    "stylize": (".stylize", "stylize"),
 }
 
 
