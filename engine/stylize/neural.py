@@ -421,7 +421,7 @@ def stylize_neural(
     iterations=300,
     content_weight=1.0,
     style_weight=5.0,
-    tv_weight=0.1,
+    tv_weight=0.01,
     style_layers=STYLE_LAYERS,
     style_layer_weights=None,
     content_layer=CONTENT_LAYER,

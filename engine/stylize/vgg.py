@@ -86,10 +86,9 @@ def layer_index(name):
     """
     if not isinstance(name, str):
         raise ValueError(f"VGG19 layer names are strings like 'conv4_2', got {name!r}")
-    if name.startswith("conv"):
-        name = "relu" + name[4:]
+    key = "relu" + name[4:] if name.startswith("conv") else name
     try:
-        return LAYER_NAMES.index(name)
+        return LAYER_NAMES.index(key)
     except ValueError:
         known = ", ".join(n for n in LAYER_NAMES if n.startswith("conv"))
         raise ValueError(f"unknown VGG19 layer {name!r}; known layers: {known}") from None
