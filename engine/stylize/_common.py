@@ -38,8 +38,10 @@ class Cancelled(Exception):
 
 def check_int(name, value, *, minimum=None, maximum=None):
     """Return ``value`` as ``int`` or raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"parameter '{name}' must be an integer, got {value!r}")
+    if not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
             value = int(value)
         else:
             raise ValueError(f"parameter '{name}' must be an integer, got {value!r}")
