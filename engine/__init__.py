@@ -10,6 +10,12 @@ _LAZY = {
     "synthesize": (".synth", "synthesize"),
     "SynthResult": (".synth", "SynthResult"),
     "stylize": (".stylize", "stylize"),
+    "propagate": (".propagate", "propagate"),
+    "PropagateResult": (".propagate", "PropagateResult"),
+    "JobSettings": (".propagate", "JobSettings"),
+    "Cancelled": (".stylize._common", "Cancelled"),
+    "suggest_keyframes": (".keyframes", "suggest_keyframes"),
+    "open_frames": (".frames", "open_frames"),
 }
 
 
