@@ -334,3 +334,13 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="nothere.pth"):
         neural.stylize_neural(make_content(), style_image=make_style(), weights=tmp_path / "nothere.pth",
                               iterations=1, device="cpu")
+
+
+def test_few_iterations_do_not_blur_through_unused_levels(weights):
+    content = make_content(64, 96)
+    out, losses = run(weights, frame=content, iterations=0, coarse_size=24)
+    np.testing.assert_array_equal(out, content)
+    out, losses = run(weights, frame=content, iterations=1, coarse_size=24)
+    assert len(losses) == 1
+    # one small step from the full-size content, not from a 4x downscaled copy
+    assert np.abs(out.astype(int) - content).mean() < 2.0

@@ -571,6 +571,10 @@ def stylize_neural(
         fh, fw = max(_MIN_SIDE, int(round(H * s))), max(_MIN_SIDE, int(round(W * s)))
     levels = pyramid_levels(fh, fw, coarse_size=p["coarse_size"])
     counts = split_iterations(p["iterations"], len(levels))
+    # Start at the first level that is optimised at all (a level without
+    # iterations would only blur the start by a down- and upscaling).
+    first = next((k for k, c in enumerate(counts) if c > 0), len(levels) - 1)
+    levels, counts = levels[first:], counts[first:]
     total = int(sum(counts))
     lr = p["learning_rate"] or (1.0 if p["optimizer"] == "lbfgs" else 0.02)
 
