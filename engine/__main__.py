@@ -7,6 +7,7 @@ and ``run_<name>(args) -> int``; this file only wires them together.
 import argparse
 import sys
 
+from .cli_propagate import add_propagate_parser, add_suggest_parser
 from .cli_stylize import add_stylize_parser
 
 
@@ -14,7 +15,9 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m engine", description="Kar-Wai video stylization engine")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
+    add_propagate_parser(subparsers)
     add_stylize_parser(subparsers)
+    add_suggest_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,126 @@
+"""``python -m engine propagate`` and ``python -m engine suggest``.
+
+::
+
+    python -m engine propagate FRAMES_DIR_OR_VIDEO --key 1=key0001.png --key 40=key0040.png \\
+        --out OUT_DIR [--mask DIR] [--quality draft|balanced|best] [--blend poisson|crossfade]
+    python -m engine suggest FRAMES_DIR_OR_VIDEO
+
+User errors (bad frames, keys, masks, folders or settings) end with a one-line
+message on stderr and exit status 1, without a traceback; Ctrl-C exits with 130
+and leaves only complete frames, and a re-run resumes.
+"""
+
+import sys
+import threading
+import warnings
+
+__all__ = ["add_propagate_parser", "run_propagate", "add_suggest_parser", "run_suggest"]
+
+
+def add_propagate_parser(subparsers):
+    p = subparsers.add_parser(
+        "propagate", help="carry stylized keyframes over every frame of a clip",
+        description="Carry stylized keyframes over every frame of a clip (Ebsynth method). "
+                    "Frames are numbered by the digits in their file names (0001.png is frame 1); "
+                    "for a video, from 1.")
+    p.add_argument("frames", metavar="FRAMES_DIR_OR_VIDEO")
+    p.add_argument("--key", action="append", default=[], metavar="N=IMAGE", required=True,
+                   help="a stylized keyframe for frame N (repeatable)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR")
+    p.add_argument("--mask", metavar="DIR", help="folder of per-frame masks; output is RGBA")
+    p.add_argument("--quality", default="balanced", choices=("draft", "balanced", "best"))
+    p.add_argument("--blend", default="poisson", choices=("poisson", "crossfade"))
+    p.add_argument("--key-fit", default="refuse", choices=("refuse", "crop", "pad"),
+                   help="keys of another aspect ratio: refuse (default), crop or pad")
+    for name, default in (("colour", 6.0), ("edge", 0.5), ("positional", 2.0), ("temporal", 0.5), ("style", 1.0)):
+        p.add_argument(f"--weight-{name}", type=float, default=default, metavar="W",
+                       help=f"weight of the {name} {'term' if name == 'style' else 'guide'} (default {default})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", metavar="DIR", help="flow cache and pass states (default OUT/.karwai-cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_propagate)
+    return p
+
+
+def _parse_keys(items):
+    keys = {}
+    for item in items:
+        number, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--key {item!r}: expected N=IMAGE, e.g. --key 1=key0001.png")
+        try:
+            n = int(number)
+        except ValueError:
+            raise ValueError(f"--key {item!r}: frame number {number!r} is not an integer") from None
+        if n in keys:
+            raise ValueError(f"--key: frame {n} is given twice")
+        keys[n] = path
+    return keys
+
+
+def run_propagate(args):
+    from .frames import FrameError
+    from .guides import GuideWeights
+    from .propagate import Cancelled, JobSettings, propagate
+
+    bar = None
+    cancel = threading.Event()
+    try:
+        keys = _parse_keys(args.key)
+        weights = GuideWeights(colour=args.weight_colour, edge=args.weight_edge, positional=args.weight_positional,
+                               temporal=args.weight_temporal, style=args.weight_style)
+        settings = JobSettings(quality=args.quality, weights=weights, blend=args.blend, key_fit=args.key_fit,
+                               seed=args.seed)
+
+        def progress(done, total, message):
+            nonlocal bar
+            if args.quiet:
+                return
+            if bar is None:
+                from tqdm import tqdm
+                bar = tqdm(total=total, unit="step", file=sys.stderr, desc="propagate")
+            bar.update(done - bar.n)
+            bar.set_postfix_str(message, refresh=True)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
+            result = propagate(args.frames, keys, out=args.out, masks=args.mask, settings=settings,
+                               progress=progress, cancel=cancel, cache_dir=args.cache_dir)
+    except KeyboardInterrupt:
+        print("\npropagate: interrupted; complete frames are kept, run again to resume", file=sys.stderr)
+        return 130
+    except Cancelled as exc:
+        print(f"propagate: {exc}", file=sys.stderr)
+        return 130
+    except (FrameError, ValueError, OSError) as exc:
+        print(f"propagate: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{len(result.frames)} frames in {result.out} ({result.computed} computed, "
+          f"{result.skipped} kept from an earlier run) in {result.seconds:.1f} s")
+    return 0
+
+
+def add_suggest_parser(subparsers):
+    p = subparsers.add_parser("suggest", help="propose keyframes (shot cuts, then motion and revealed content)")
+    p.add_argument("frames", metavar="FRAMES_DIR_OR_VIDEO")
+    p.set_defaults(func=run_suggest)
+    return p
+
+
+def run_suggest(args):
+    from .frames import FrameError, open_frames
+    from .keyframes import suggest_keyframes
+
+    try:
+        suggestions = suggest_keyframes(open_frames(args.frames))
+    except (FrameError, ValueError, OSError) as exc:
+        print(f"suggest: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    for s in suggestions:
+        print(f"{s.frame}\t{s.reason}\t{s.value:.3g}")
+    return 0
