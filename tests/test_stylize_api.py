@@ -162,7 +162,8 @@ def test_works_without_torch(tmp_path):
         import engine
         frame = np.zeros((20, 30, 3), np.uint8)
         assert engine.stylize(frame, method="painterly", filter="cartoon").shape == (20, 30, 3)
-        assert engine.stylize(frame, method="image", style_image=np.ones((10, 10, 3), np.uint8)).shape == (20, 30, 3)
+        art = np.ones((10, 10, 3), np.uint8)
+        assert engine.stylize(frame, method="image", style_image=art).shape == (20, 30, 3)
         from engine.stylize import available_methods
         info = available_methods()
         assert not info["neural"].available and info["painterly"].available

@@ -76,7 +76,8 @@ def test_progress_counts_every_iteration_of_every_octave(weights):
 
 
 def test_octave_sizes():
-    assert deepdream.octave_sizes(360, 640, octaves=3, octave_scale=1.4) == [(360, 640), (257, 457), (184, 327)]
+    sizes = deepdream.octave_sizes(360, 640, octaves=3, octave_scale=1.4)
+    assert sizes == [(360, 640), (257, 457), (184, 327)]
     assert deepdream.octave_sizes(40, 40, octaves=10, octave_scale=2.0) == [(40, 40), (20, 20)]
 
 

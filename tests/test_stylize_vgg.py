@@ -100,9 +100,10 @@ def test_forward_is_normalised_conv_relu(tmp_path):
     h = torch.relu(torch.nn.functional.conv2d((x - mean) / std, state["features.0.weight"],
                                               state["features.0.bias"], padding=1))
     torch.testing.assert_close(out["conv1_1"], h, rtol=1e-4, atol=1e-5)
-    h = torch.relu(torch.nn.functional.conv2d(h, state["features.2.weight"], state["features.2.bias"], padding=1))
+    conv = torch.nn.functional.conv2d
+    h = torch.relu(conv(h, state["features.2.weight"], state["features.2.bias"], padding=1))
     h = torch.nn.functional.max_pool2d(h, 2)
-    h = torch.relu(torch.nn.functional.conv2d(h, state["features.5.weight"], state["features.5.bias"], padding=1))
+    h = torch.relu(conv(h, state["features.5.weight"], state["features.5.bias"], padding=1))
     torch.testing.assert_close(out["conv2_1"], h, rtol=1e-4, atol=1e-5)
     assert out["conv2_1"].shape == (1, 8, 6, 5)
 

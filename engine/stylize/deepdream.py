@@ -73,8 +73,8 @@ def stylize_deepdream(
     layers=DEFAULT_LAYERS,
     octaves=3,
     octave_scale=1.4,
-    iterations=10,
-    step=0.01,
+    iterations=5,
+    step=0.02,
     jitter=32,
     seed=0,
     weights=None,
@@ -169,7 +169,8 @@ def stylize_deepdream(
     detail = None
     src = None
     for h, w in sizes:
-        octave_base = torch.from_numpy(np.ascontiguousarray(_resize(base, h, w).transpose(2, 0, 1)))[None].to(dev)
+        small = np.ascontiguousarray(_resize(base, h, w).transpose(2, 0, 1))
+        octave_base = torch.from_numpy(small)[None].to(dev)
         if detail is None:
             detail = torch.zeros_like(octave_base)
         else:

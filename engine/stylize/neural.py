@@ -545,7 +545,9 @@ def stylize_neural(
     rgb, _alpha = as_float_rgb(frame, name="frame")
     H, W = rgb.shape[:2]
     if min(H, W) < _MIN_SIDE:
-        raise ValueError(f"frame is {W}x{H}; neural style transfer needs at least {_MIN_SIDE} pixels per side")
+        raise ValueError(
+            f"frame is {W}x{H}; neural style transfer needs at least {_MIN_SIDE} pixels per side"
+        )
     if style_image is None:
         raise ValueError("parameter 'style_image' is required for method 'neural'")
     style_rgb, _ = load_image_rgb(style_image, name="style_image")
