@@ -141,7 +141,7 @@ def run_case(clip_dir, style_name, n_frames, quality, baselines, flow):
         clip.mkdir()
         for t in numbers:
             shutil.copy(source.path_for(t), clip)
-        for label, mode in [("ours", "poisson")] + ([("crossfade", "crossfade")] if baselines else []):
+        for label, mode in [("ours", "weighted")] + ([("poisson", "poisson"), ("crossfade", "crossfade")] if baselines else []):
             out = Path(tmp) / f"out-{label}"
             t0 = time.perf_counter()
             result = propagate(clip, keys, out=out, quality=quality, blend_mode=mode)

@@ -3,7 +3,7 @@
 ::
 
     python -m engine propagate FRAMES_DIR_OR_VIDEO --key 1=key0001.png --key 40=key0040.png \\
-        --out OUT_DIR [--mask DIR] [--quality draft|balanced|best] [--blend poisson|crossfade]
+        --out OUT_DIR [--mask DIR] [--quality draft|balanced|best] [--blend weighted|poisson|crossfade]
     python -m engine suggest FRAMES_DIR_OR_VIDEO
 
 User errors (bad frames, keys, masks, folders or settings) end with a one-line
@@ -30,7 +30,8 @@ def add_propagate_parser(subparsers):
     p.add_argument("--out", required=True, metavar="OUT_DIR")
     p.add_argument("--mask", metavar="DIR", help="folder of per-frame masks; output is RGBA")
     p.add_argument("--quality", default="balanced", choices=("draft", "balanced", "best"))
-    p.add_argument("--blend", default="poisson", choices=("poisson", "crossfade"))
+    p.add_argument("--blend", default="weighted", choices=("weighted", "poisson", "crossfade"),
+                   help="how the passes between keys are combined (default weighted; crossfade is the baseline)")
     p.add_argument("--key-fit", default="refuse", choices=("refuse", "crop", "pad"),
                    help="keys of another aspect ratio: refuse (default), crop or pad")
     for name, default in (("colour", 6.0), ("edge", 0.5), ("positional", 2.0), ("temporal", 0.5), ("style", 1.0)):

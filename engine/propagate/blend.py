@@ -14,7 +14,7 @@ from scipy import fft
 from ..flow import warp
 
 __all__ = ["choose_passes", "histogram_preserving_blend", "screened_poisson", "blend_passes",
-           "crossfade"]
+           "error_weights", "weighted_blend", "crossfade"]
 
 #: Error ratio a pass must win by to take a pixel from the other, once chosen.
 HYSTERESIS = 0.15
@@ -125,6 +125,30 @@ def blend_passes(fwd, bwd, choice):
     gx = cx * fgx + (1 - cx) * bgx
     gy = cy * fgy + (1 - cy) * bgy
     return screened_poisson(base, gx, gy).astype(np.float32)
+
+
+def error_weights(error_fwd, error_bwd, *, position, sigma=4.0):
+    """Per-pixel weight of the forward pass from both passes' errors and the distance to the keys.
+
+    ``w_f ~ (1 - position) / (E_f + c)`` and ``w_b ~ position / (E_b + c)``, with
+    the errors smoothed over ``sigma`` pixels and ``c`` a tenth of their median,
+    normalised to sum to one. At the keys the weight is 0 or 1; in between a
+    pass takes over where it matches better. Because the errors and the
+    position change smoothly from frame to frame, so does the weight, which
+    keeps the blend free of popping.
+    """
+    ef = cv2.GaussianBlur(error_fwd.astype(np.float32), (0, 0), sigma)
+    eb = cv2.GaussianBlur(error_bwd.astype(np.float32), (0, 0), sigma)
+    c = max(float(np.median(np.concatenate([ef.ravel(), eb.ravel()]))) * 0.1, 1e-3)
+    wf = (1.0 - position) / (ef + c)
+    wb = position / (eb + c)
+    return (wf / np.maximum(wf + wb, 1e-12)).astype(np.float32)
+
+
+def weighted_blend(fwd, error_fwd, bwd, error_bwd, *, position):
+    """Blend the passes by :func:`error_weights`. Returns float32, not rounded."""
+    w = error_weights(error_fwd, error_bwd, position=position)[:, :, None]
+    return w * fwd.astype(np.float32) + (1.0 - w) * bwd.astype(np.float32)
 
 
 def crossfade(fwd, bwd, position):

@@ -113,7 +113,7 @@ def plan_spans(frame_numbers, key_numbers):
     return spans
 
 
-def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="poisson",
+def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="weighted",
               key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None):
     """Carry the look of stylized keyframes over every frame of a clip.
 
@@ -138,8 +138,9 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         How much work is done per frame.
     weights : GuideWeights, optional
         Guide weights (colour 6, edge 0.5, positional 2, temporal 0.5, style 1).
-    blend_mode : {"poisson", "crossfade"}
-        Blending of the two passes between keys; "crossfade" is the baseline.
+    blend_mode : {"weighted", "poisson", "crossfade"}
+        Blending of the two passes between keys (see :class:`JobSettings`);
+        "crossfade" is the baseline.
     key_fit : {"refuse", "crop", "pad"}
     seed : int
     progress : callable, optional
@@ -336,6 +337,8 @@ def _run_span(ctx, span, work):
         position = (n - lo) / float(hi - lo)
         if ctx.settings.blend == "crossfade":
             blended = blend.crossfade(fwd_image, result.image, position)
+        elif ctx.settings.blend == "weighted":
+            blended = blend.weighted_blend(fwd_image, fwd_error, result.image, result.error, position=position)
         else:
             choice = blend.choose_passes(fwd_error, result.error, position=position, previous=choice,
                                          flow_to_previous=to_prev if choice is not None else None)

@@ -21,7 +21,7 @@ QUALITY_PRESETS = {
     "best": {"synth": {"search_vote_iters": 2, "patchmatch_iters": 2}, "flow": "refined"},
 }
 
-BLEND_MODES = ("poisson", "crossfade")
+BLEND_MODES = ("weighted", "poisson", "crossfade")
 KEY_FITS = ("refuse", "crop", "pad")
 
 
@@ -36,10 +36,13 @@ class JobSettings:
     weights : GuideWeights
         Guide and style weights (colour 6, edge 0.5, positional 2, temporal
         0.5, style 1 by default, after Jamriška et al. 2019).
-    blend : {"poisson", "crossfade"}
-        How the two passes between keys are combined: the paper's error-based
-        choice with histogram-preserving and gradient-domain blending, or the
-        linear crossfade baseline.
+    blend : {"weighted", "poisson", "crossfade"}
+        How the two passes between keys are combined. "weighted" (default):
+        per-pixel weights from both passes' synthesis errors and the distance
+        to each key, smooth in space and time. "poisson": the paper's
+        error-based choice with histogram-preserving and gradient-domain
+        blending, sharper but less stable over time. "crossfade": the linear
+        baseline.
     key_fit : {"refuse", "crop", "pad"}
         What to do with a keyframe whose aspect ratio differs from the frames'
         by more than 1 %. Keys of the same aspect are resized, with a warning.
@@ -49,7 +52,7 @@ class JobSettings:
 
     quality: str = "balanced"
     weights: GuideWeights = field(default_factory=GuideWeights)
-    blend: str = "poisson"
+    blend: str = "weighted"
     key_fit: str = "refuse"
     seed: int = 0
 

@@ -318,7 +318,7 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
                                      sweep % 2 == 0, active, changed)
             moved |= changed
         if guides_only:
-            kernels.vote(style_src, nnf, vote_radius, patch, err, False, everywhere, image)
+            kernels.vote(style_src, nnf, vote_radius, patch, err, weighted, everywhere, image)
             active = everywhere
             continue
         # Only votes within reach of a changed match can differ.
