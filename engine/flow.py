@@ -21,12 +21,13 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .frames import write_bytes_atomic
+from .frames import remove_stale_temp_files, write_bytes_atomic
 
 __all__ = [
     "FlowParams",
@@ -49,6 +50,8 @@ _PRESETS = {
 
 #: Bumped whenever cached flow would change meaning.
 CACHE_FORMAT = 1
+#: Default size cap of a :class:`FlowCache` folder, in bytes (1 GiB).
+DEFAULT_MAX_BYTES = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,13 +387,19 @@ def _content_hash(image):
 
 
 class FlowCache:
-    """Forward and backward flow of frame pairs, cached on disk.
+    """Forward and backward flow of frame pairs, cached on disk, with a size cap.
 
     Each pair is stored as one ``.npy`` file of float16 ``(2, H, W, 2)`` (forward,
     backward), named by a hash of both frames' pixels, the flow parameters and the
     OpenCV version, and written atomically. Nothing is kept in memory, so memory
     does not grow with the clip. Flow returned on a miss is rounded through float16
-    too, so a cached re-run gives bit-identical results.
+    too, so a cached re-run gives bit-identical results, and an evicted pair is
+    recomputed to the same values.
+
+    The folder is capped at ``max_bytes``: when a write takes it over the cap, the
+    least recently used entries (by modification time, which a hit refreshes) are
+    removed until it is back under 90 % of the cap. At 640x360 a pair takes
+    1.8 MB, so the default 1 GiB holds about 580 pairs.
 
     Parameters
     ----------
@@ -398,20 +407,31 @@ class FlowCache:
         Folder for the cache files (created when missing), one per clip or shared.
     params : FlowParams, optional
         DIS settings (default ``FlowParams()``).
+    max_bytes : int, optional
+        Size cap of the folder's cache files (default :data:`DEFAULT_MAX_BYTES`);
+        ``0`` keeps nothing on disk, ``None`` means no cap.
 
     Attributes
     ----------
-    hits, misses : int
-        Counts of pairs loaded from disk and computed.
+    hits, misses, evictions : int
+        Counts of pairs loaded from disk, computed, and removed to honour the cap.
     """
 
-    def __init__(self, cache_dir, *, params=None):
+    def __init__(self, cache_dir, *, params=None, max_bytes=DEFAULT_MAX_BYTES):
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
+                raise ValueError(f"max_bytes must be a non-negative integer or None, got {max_bytes!r}")
+            max_bytes = int(max_bytes)
         self.cache_dir = Path(cache_dir)
         self.params = params or FlowParams()
+        self.max_bytes = max_bytes
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.cache_dir)
         self.hits = 0
         self.misses = 0
+        self.evictions = 0
         self._salt = f"{CACHE_FORMAT}|{cv2.__version__}|{self.params.cache_key()}"
+        self._bytes = sum(size for _, size, _ in self._entries())
 
     def key(self, a, b):
         """str: the cache key of the ordered pair ``(a, b)``."""
@@ -424,6 +444,63 @@ class FlowCache:
     def path_for(self, a, b):
         """pathlib.Path: the cache file of the pair ``(a, b)``."""
         return self.cache_dir / f"flow-{self.key(a, b)}.npy"
+
+    @property
+    def size_bytes(self):
+        """int: bytes of cache files in the folder (as this object last counted them)."""
+        return self._bytes
+
+    def _entries(self):
+        """``(path, size, mtime_ns)`` of every cache file in the folder."""
+        entries = []
+        try:
+            scan = list(os.scandir(self.cache_dir))
+        except OSError:
+            return entries
+        for entry in scan:
+            if entry.name.startswith("flow-") and entry.name.endswith(".npy"):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                entries.append((Path(entry.path), st.st_size, st.st_mtime_ns))
+        return entries
+
+    def _trim(self, keep=None):
+        """Evict least recently used entries until the folder is under the cap."""
+        if self.max_bytes is None or self._bytes <= self.max_bytes:
+            return
+        entries = self._entries()
+        total = sum(size for _, size, _ in entries)
+        target = self.max_bytes * 9 // 10
+        for path, size, _ in sorted(entries, key=lambda e: (e[2], e[0].name)):
+            if total <= target:
+                break
+            if path == keep and size <= self.max_bytes:
+                continue  # the entry just written stays, unless it alone breaks the cap
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue  # e.g. open elsewhere on Windows: try the next one
+            total -= size
+            self.evictions += 1
+        self._bytes = total
+
+    def clear(self):
+        """Remove every cache file (and the folder, when that leaves it empty)."""
+        for path, _, _ in self._entries():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        remove_stale_temp_files(self.cache_dir)
+        self._bytes = 0
+        try:
+            self.cache_dir.rmdir()
+        except OSError:
+            pass
 
     def _load(self, path, shape):
         try:
@@ -453,12 +530,23 @@ class FlowCache:
         data = self._load(path, a.shape[:2]) if path.exists() else None
         if data is not None:
             self.hits += 1
+            try:
+                os.utime(path)  # most recently used
+            except OSError:
+                pass
         else:
             self.misses += 1
             fwd, bwd = compute_flow_pair(a, b, params=self.params)
             data = np.stack([fwd, bwd]).astype(np.float16)
-            buffer = io.BytesIO()
-            np.save(buffer, data, allow_pickle=False)
-            write_bytes_atomic(path, buffer.getbuffer())
+            if self.max_bytes != 0:
+                buffer = io.BytesIO()
+                np.save(buffer, data, allow_pickle=False)
+                try:
+                    old = path.stat().st_size  # an unreadable entry being replaced
+                except OSError:
+                    old = 0
+                write_bytes_atomic(path, buffer.getbuffer())
+                self._bytes += buffer.getbuffer().nbytes - old
+                self._trim(keep=path)
         flows = data.astype(np.float32)
         return flows[0], flows[1]

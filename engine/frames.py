@@ -19,6 +19,7 @@ message names the offending file.
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import re
 import secrets
@@ -29,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "FrameError",
+    "WriteError",
     "IMAGE_EXTENSIONS",
     "ImageSequence",
     "VideoSource",
@@ -37,6 +39,7 @@ __all__ = [
     "read_image",
     "write_frame_atomic",
     "write_bytes_atomic",
+    "remove_stale_temp_files",
     "check_output_dir",
 ]
 
@@ -62,6 +65,23 @@ class FrameError(ValueError):
     def __init__(self, message, *, problems=None):
         super().__init__(message)
         self.problems = list(problems) if problems is not None else [message]
+
+
+class WriteError(FrameError, OSError):
+    """Writing an output or cache file failed; the message names the file.
+
+    Both a :class:`FrameError` (so a user-facing error) and an :class:`OSError`.
+    A full disk reads ``"disk full while writing PATH ..."``.
+
+    Attributes
+    ----------
+    errno : int or None
+        The operating system's error number (``errno.ENOSPC`` for a full disk).
+    """
+
+    def __init__(self, message, *, errno=None):
+        super().__init__(message)
+        self.errno = errno
 
 
 # --------------------------------------------------------------------------------------
@@ -759,13 +779,42 @@ def _is_inside(path, folder):
     return False
 
 
+#: errno values that mean "no space left" (disk full or quota exceeded).
+_DISK_FULL_ERRNOS = frozenset(
+    e for e in (getattr(errno, "ENOSPC", None), getattr(errno, "EDQUOT", None)) if e is not None
+)
+#: Temporary names of :func:`write_bytes_atomic`: ``.NAME.PID.HEX8.tmp``.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+#: Where the writer's pid cannot be checked (Windows), a temporary file this old
+#: (seconds) is taken as left behind by a dead process.
+_STALE_TEMP_AGE = 600.0
+
+
+def _write_all(fd, data):
+    """Write ``data`` to the open file ``fd``, flush it to disk and close it."""
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_error(path, exc):
+    """A :class:`WriteError` naming ``path`` for an ``OSError`` raised while writing it."""
+    if exc.errno in _DISK_FULL_ERRNOS:
+        return WriteError(f"disk full while writing {path} ({exc.strerror or exc}); "
+                          "free some space and run again to resume", errno=exc.errno)
+    return WriteError(f"{path}: cannot write ({exc.strerror or exc})", errno=exc.errno)
+
+
 def write_bytes_atomic(path, data):
     """Write ``data`` to ``path`` atomically.
 
-    The bytes go to a hidden temporary file in the same folder, are flushed to
-    disk, and the temporary file is renamed over ``path`` with :func:`os.replace`.
-    On any failure the temporary file is removed and an existing ``path`` is left
-    untouched.
+    The bytes go to a hidden temporary file in the same folder
+    (``.NAME.PID.RANDOM.tmp``), are flushed to disk, and the temporary file is
+    renamed over ``path`` with :func:`os.replace`. On any failure the temporary
+    file is removed and an existing ``path`` is left untouched; a process killed
+    mid-write leaves only the temporary file, which
+    :func:`remove_stale_temp_files` clears later.
 
     Parameters
     ----------
@@ -773,6 +822,12 @@ def write_bytes_atomic(path, data):
         Destination; its folder must exist.
     data : bytes-like
         The file content.
+
+    Raises
+    ------
+    FrameError
+        When the folder is missing or unwritable, or the write fails; a full disk
+        gives ``"disk full while writing PATH"``.
     """
     path = Path(path)
     folder = path.parent
@@ -782,19 +837,77 @@ def write_bytes_atomic(path, data):
     except FileNotFoundError:
         raise FrameError(f"{folder}: output folder does not exist") from None
     except OSError as exc:
-        raise FrameError(f"{folder}: cannot write here ({exc.strerror or exc})") from None
+        if exc.errno in _DISK_FULL_ERRNOS:
+            raise _write_error(path, exc) from None
+        raise WriteError(f"{folder}: cannot write here ({exc.strerror or exc})", errno=exc.errno) from None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            _write_all(fd, data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: the process exists but is not ours
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder):
+    """Remove temporary files that killed writers left in ``folder``.
+
+    Only names made by :func:`write_bytes_atomic` (``.NAME.PID.RANDOM.tmp``) are
+    touched, and only those whose writing process is gone (on Windows, where
+    that cannot be checked safely, those older than ten minutes). Nothing else
+    in the folder is looked at, and missing folders are fine.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+
+    Returns
+    -------
+    int
+        How many files were removed.
+    """
+    import time
+
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if os.name == "nt":
+                if now - entry.stat().st_mtime < _STALE_TEMP_AGE:
+                    continue
+            elif _pid_alive(int(match.group("pid"))):
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _encode(path, image):
