@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from ..flow import FlowCache, warp
-from ..frames import (FrameError, check_output_dir, open_frames, read_image, write_bytes_atomic,
-                      write_frame_atomic)
+from ..frames import (FrameError, check_output_dir, open_frames, read_image, remove_stale_temp_files,
+                      write_bytes_atomic, write_frame_atomic)
 from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
                       open_masks, positional_guide, temporal_guide)
 from ..stylize._common import Cancelled
@@ -44,6 +44,8 @@ __all__ = ["propagate", "PropagateResult", "Cancelled", "plan_spans", "Span"]
 
 RECORD_NAME = ".karwai-job.json"
 CACHE_NAME = ".karwai-cache"
+#: Default size cap of the flow cache, in MB.
+DEFAULT_CACHE_LIMIT_MB = 1024
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ def plan_spans(frame_numbers, key_numbers):
 
 
 def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="weighted",
-              key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None):
+              key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None,
+              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB):
     """Carry the look of stylized keyframes over every frame of a clip.
 
     Parameters
@@ -154,6 +157,17 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     settings : JobSettings, optional
         All settings at once; overrides ``quality``, ``weights``, ``blend_mode``,
         ``key_fit`` and ``seed``.
+    keep_cache : bool
+        Keep the flow cache after a successful job, so that a re-run with a
+        changed key does not recompute the flow. By default the cache (flow
+        and pass states) is removed when the job finishes. A cancelled or
+        failed job always keeps its pass states, so that a re-run resumes.
+    cache_limit_mb : float or None
+        Size cap of the flow cache in MB (least recently used pairs are
+        evicted; an evicted pair is recomputed to the same values). ``None``:
+        no cap. Pass states are not capped: they take about ``H * W * (C + 4)``
+        bytes per frame of the longest span between two keys, and each span's
+        are removed as soon as it is finished.
 
     Returns
     -------
@@ -171,6 +185,7 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     if settings is None:
         settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
                                key_fit=key_fit, seed=seed)
+    max_bytes = _cache_limit_bytes(cache_limit_mb)
     source = frames if hasattr(frames, "frame_numbers") else open_frames(frames)
     source_path = Path(getattr(source, "path", frames)) if not hasattr(frames, "frame_numbers") else None
     source.validate()
@@ -184,7 +199,8 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
 
     cache = Path(cache_dir) if cache_dir is not None else out / CACHE_NAME
-    flow_cache = FlowCache(cache / "flow", params=settings.flow_params)
+    remove_stale_temp_files(out)
+    flow_cache = FlowCache(cache / "flow", params=settings.flow_params, max_bytes=max_bytes)
     record = _Record(out / RECORD_NAME)
     identity = _source_identity(source)
     key_hashes = {n: hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
@@ -214,6 +230,7 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
             continue
         work = cache / "work" / fp[:24]
         work.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(work)
         record.spans.pop(span.name, None)
         record.save()
         computed += _run_span(ctx, span, work)
@@ -223,6 +240,12 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     record.settings = settings.as_dict()
     record.save()
     shutil.rmtree(cache / "work", ignore_errors=True)
+    if not keep_cache:
+        flow_cache.clear()
+        try:
+            cache.rmdir()  # only when empty: a user's --cache-dir may hold other files
+        except OSError:
+            pass
     paths = [out / source.name_for(n) for n in source.frame_numbers]
     return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
                            seconds=time.perf_counter() - t_start)
@@ -383,6 +406,16 @@ def _advect_nnf(nnf, flow_to_prev):
     px = np.clip(np.rint(xs + flow_to_prev[:, :, 0]), 0, w - 1).astype(np.intp)
     py = np.clip(np.rint(ys + flow_to_prev[:, :, 1]), 0, h - 1).astype(np.intp)
     return nnf[py, px]
+
+
+def _cache_limit_bytes(cache_limit_mb):
+    if cache_limit_mb is None:
+        return None
+    if isinstance(cache_limit_mb, bool) or not isinstance(cache_limit_mb, (int, float, np.integer, np.floating)):
+        raise ValueError(f"cache_limit_mb must be a number of MB or None, got {cache_limit_mb!r}")
+    if not np.isfinite(cache_limit_mb) or cache_limit_mb < 0:
+        raise ValueError(f"cache_limit_mb must be finite and >= 0, got {cache_limit_mb!r}")
+    return int(float(cache_limit_mb) * (1 << 20))
 
 
 def _frame_seed(seed, key_number, n):
