@@ -39,6 +39,11 @@ def add_propagate_parser(subparsers):
                        help=f"weight of the {name} {'term' if name == 'style' else 'guide'} (default {default})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", metavar="DIR", help="flow cache and pass states (default OUT/.karwai-cache)")
+    p.add_argument("--keep-cache", action="store_true",
+                   help="keep the flow cache after a successful job, for re-runs with changed keys "
+                        "(by default it is removed; an unfinished job always keeps what it needs to resume)")
+    p.add_argument("--cache-limit-mb", type=float, default=1024.0, metavar="MB",
+                   help="size cap of the flow cache; least recently used pairs are evicted (default 1024)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_propagate)
     return p
@@ -88,7 +93,8 @@ def run_propagate(args):
             warnings.simplefilter("always")
             warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
             result = propagate(args.frames, keys, out=args.out, masks=args.mask, settings=settings,
-                               progress=progress, cancel=cancel, cache_dir=args.cache_dir)
+                               progress=progress, cancel=cancel, cache_dir=args.cache_dir,
+                               keep_cache=args.keep_cache, cache_limit_mb=args.cache_limit_mb)
     except KeyboardInterrupt:
         print("\npropagate: interrupted; complete frames are kept, run again to resume", file=sys.stderr)
         return 130
