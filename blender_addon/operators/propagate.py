@@ -1,0 +1,32 @@
+"""Propagate: carry the keys' style over the whole strip, as a new strip above it."""
+
+import bpy
+from bpy.props import StringProperty
+
+from . import _job
+from .. import strips
+from ..properties import settings as scene_settings
+
+
+class KARWAI_OT_propagate(_job.JobOperatorMixin, bpy.types.Operator):
+    """Propagate the stylized keyframes over every frame of the source strip and add the result as a new strip above it"""
+
+    bl_idname = "karwai.propagate"
+    bl_label = "Propagate"
+    bl_options = {"REGISTER", "UNDO"}
+
+    job_kind = "propagate"
+
+    strip: StringProperty(name="Strip", description="Source strip (default: the active strip)",
+                          options={"SKIP_SAVE"})
+
+    def finish(self, context, scene, snap, result):
+        source = _job.source_strip(scene, snap)
+        errors = _job.apply_key_results(scene, result["keys"])
+        relative = scene_settings(scene).output_dir.strip().startswith("//")
+        strip = strips.replace_result_strip(scene, source, result["frames_dir"], result["files"],
+                                            relative=relative)
+        if errors:
+            self.report({"WARNING"}, "; ".join(errors))
+        self.report({"INFO"}, f"Added strip '{strip.name}' on channel {strip.channel}")
+        return {"FINISHED"}

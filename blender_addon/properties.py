@@ -1,0 +1,179 @@
+"""Kar-Wai's settings: one PropertyGroup on the scene, ``scene.karwai``.
+
+* ``default_style``: the style of every key that has no style of its own;
+* ``keys``: per keyframe (by scene frame) its own style, if any, and the state of
+  its stylized image on disk;
+* ``quality``, ``weights`` (guide weights, Advanced), ``mask_strip`` and
+  ``output_dir`` (``//karwai/{strip}/`` by default).
+"""
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
+                       IntProperty, PointerProperty, StringProperty)
+
+METHOD_ITEMS = (
+    ("painterly", "Painterly", "Built-in filters: watercolour, oil, pencil, ink, cartoon"),
+    ("image", "Painted Image", "A picture painted by the artist, fitted to the frame"),
+    ("neural", "Neural", "Style transfer from an artwork (Gatys et al., VGG19; needs PyTorch)"),
+    ("deepdream", "Deep Dream", "Deep Dream on VGG19 (needs PyTorch)"),
+)
+
+FILTER_ITEMS = (
+    ("watercolour", "Watercolour", "Abstracted washes, darkened wet edges, paper and pigment texture"),
+    ("oil", "Oil", "Brush-like patches with crisp edges (smooth Kuwahara filter)"),
+    ("pencil", "Pencil", "Pencil sketch with hatching"),
+    ("ink", "Ink", "Ink outlines with dark areas filled"),
+    ("cartoon", "Cartoon", "Flat quantised colours with dark outlines"),
+)
+
+QUALITY_ITEMS = (
+    ("draft", "Draft", "Fastest: coarser optical flow"),
+    ("balanced", "Balanced", "Refined optical flow (the default)"),
+    ("best", "Best", "More patch-search iterations per frame: slowest, cleanest"),
+)
+
+STATUS_ITEMS = (
+    ("NONE", "Not Stylized", "No stylized image yet", "RADIOBUT_OFF", 0),
+    ("STYLIZED", "Stylized", "Stylized with its style", "CHECKMARK", 1),
+    ("EDITED", "Repainted", "Repainted outside Blender and reloaded; used as it is", "BRUSH_DATA", 2),
+    ("ERROR", "Error", "Stylizing failed; see the message", "ERROR", 3),
+)
+
+#: Guide weights and their defaults, as in engine.guides.GuideWeights (a test checks).
+WEIGHT_DEFAULTS = {"colour": 6.0, "edge": 0.5, "positional": 2.0, "temporal": 0.5, "style": 1.0}
+
+DEFAULT_OUTPUT = "//karwai/{strip}/"
+
+
+class KARWAI_PG_style(bpy.types.PropertyGroup):
+    """How a keyframe is stylized: a method and its parameters, or a painted image."""
+
+    method: EnumProperty(name="Method", items=METHOD_ITEMS, default="painterly",
+                         description="How the keyframe is stylized")
+    painterly_filter: EnumProperty(name="Filter", items=FILTER_ITEMS, default="watercolour",
+                                   description="The painterly filter")
+    style_image: StringProperty(
+        name="Image", subtype="FILE_PATH", default="",
+        description="Painted Image: the picture used as the key. Neural: the artwork whose "
+                    "style is transferred")
+    params: StringProperty(
+        name="Parameters", default="",
+        description="More parameters of the method as 'name=value' pairs separated by ';' "
+                    "(e.g. 'abstraction=40; granulation=0.2' or 'iterations=200')")
+
+    def as_task(self):
+        """``(method, {name: text})`` for the worker."""
+        params = {}
+        for part in self.params.replace("\n", ";").split(";"):
+            if not part.strip():
+                continue
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"parameters: '{part.strip()}' is not of the form name=value")
+            params[name.strip()] = value.strip()
+        if self.method == "painterly":
+            params.setdefault("filter", self.painterly_filter)
+        if self.method in ("image", "neural"):
+            if not self.style_image:
+                what = "painted picture" if self.method == "image" else "artwork"
+                raise ValueError(f"choose the {what} (Image) for the '{self.method}' method")
+            params["style_image"] = bpy.path.abspath(self.style_image)
+        return self.method, params
+
+    def copy_from(self, other):
+        for name in ("method", "painterly_filter", "style_image", "params"):
+            setattr(self, name, getattr(other, name))
+
+
+class KARWAI_PG_key(bpy.types.PropertyGroup):
+    """A keyframe's own style (if any) and the state of its stylized image."""
+
+    frame: IntProperty(name="Frame", description="The keyframe's scene frame")
+    use_own_style: BoolProperty(name="Own Style", default=False,
+                                description="Give this keyframe a style of its own instead of "
+                                            "the default style")
+    style: PointerProperty(type=KARWAI_PG_style)
+    status: EnumProperty(name="Status", items=STATUS_ITEMS, default="NONE")
+    message: StringProperty(name="Message", description="Why stylizing failed")
+    path: StringProperty(name="File", subtype="FILE_PATH",
+                         description="The stylized keyframe image")
+    signature: StringProperty(description="Fingerprint of the style and frame it was made from")
+    mtime_ns: StringProperty(description="Modification time of the file when it was written")
+    image: PointerProperty(type=bpy.types.Image, name="Preview")
+
+
+class KARWAI_PG_weights(bpy.types.PropertyGroup):
+    """Guide weights of the patch synthesis (Jamriška et al. 2019)."""
+
+    colour: FloatProperty(name="Colour", default=WEIGHT_DEFAULTS["colour"], min=0.0, soft_max=20.0,
+                          description="Match the source frame's colours")
+    edge: FloatProperty(name="Edges", default=WEIGHT_DEFAULTS["edge"], min=0.0, soft_max=10.0,
+                        description="Match the source frame's edges")
+    positional: FloatProperty(name="Position", default=WEIGHT_DEFAULTS["positional"], min=0.0,
+                              soft_max=10.0,
+                              description="Keep texture where the motion carries it")
+    temporal: FloatProperty(name="Temporal", default=WEIGHT_DEFAULTS["temporal"], min=0.0,
+                            soft_max=10.0,
+                            description="Follow the previous stylized frame (less flicker)")
+    style: FloatProperty(name="Style", default=WEIGHT_DEFAULTS["style"], min=0.0, soft_max=10.0,
+                         description="Weight of the keyframe's style itself")
+
+    def as_dict(self):
+        return {name: float(getattr(self, name)) for name in WEIGHT_DEFAULTS}
+
+
+class KARWAI_PG_settings(bpy.types.PropertyGroup):
+    """Kar-Wai's settings for the scene's sequencer."""
+
+    default_style: PointerProperty(type=KARWAI_PG_style)
+    keys: CollectionProperty(type=KARWAI_PG_key)
+    active_marker_index: IntProperty(name="Keyframe", default=0,
+                                     description="The keyframe shown below the list")
+    quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
+                          description="Speed against quality of the propagation")
+    weights: PointerProperty(type=KARWAI_PG_weights)
+    mask_strip: StringProperty(
+        name="Mask", default="",
+        description="Optional strip whose frames mask the style (white: stylized; outside "
+                    "the mask the result is transparent)")
+    output_dir: StringProperty(
+        name="Output", subtype="DIR_PATH", default=DEFAULT_OUTPUT,
+        description="Folder for the stylized keys (keys/) and frames (frames/); {strip} is "
+                    "replaced by the source strip's name, // is the .blend file's folder")
+
+    def key_for(self, frame, *, create=False):
+        """The per-key entry of the keyframe at scene frame ``frame`` (None if absent)."""
+        for item in self.keys:
+            if item.frame == frame:
+                return item
+        if not create:
+            return None
+        item = self.keys.add()
+        item.frame = frame
+        item.name = str(frame)
+        return item
+
+    def style_for(self, frame):
+        """The style that applies to the key at ``frame``: its own, else the default."""
+        item = self.key_for(frame)
+        return item.style if item is not None and item.use_own_style else self.default_style
+
+
+CLASSES = (KARWAI_PG_style, KARWAI_PG_key, KARWAI_PG_weights, KARWAI_PG_settings)
+
+
+def settings(scene):
+    """The scene's Kar-Wai settings."""
+    return scene.karwai
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.karwai = PointerProperty(type=KARWAI_PG_settings, name="Kar-Wai")
+
+
+def unregister():
+    del bpy.types.Scene.karwai
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
