@@ -62,7 +62,7 @@ class GuideWeights:
     Parameters
     ----------
     colour, edge, positional, temporal, style : float
-        Non-negative weights (defaults 6, 0.5, 2, 0.5, 1).
+        Non-negative weights, at most 1e9 (defaults 6, 0.5, 2, 0.5, 1).
     """
 
     colour: float = 6.0
@@ -78,6 +78,8 @@ class GuideWeights:
                 raise ValueError(f"weight {field.name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"weight {field.name} must be finite and >= 0, got {value!r}")
+            if value > 1e9:  # the synthesis's limit: larger weights overflow its float32 distances
+                raise ValueError(f"weight {field.name} must be at most 1e9, got {value!r}")
 
 
 # ------------------------------------------------------------------------- checks

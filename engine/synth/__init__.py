@@ -33,6 +33,8 @@ FINE_SEARCH_RADIUS = 8
 WARM_SEARCH_RADIUS = 4
 #: A pixel whose voted colour moved less than this (0..255) is frozen.
 STOP_THRESHOLD = 2.0
+#: Largest weight (and uniformity) accepted: weighted SSDs stay finite in float32.
+MAX_WEIGHT = 1e9
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
         guides are (Hs, Ws, C_i), target guides (Ht, Wt, C_i); uint8 or float32
         in 0..255; any channel count. Source and target may differ in size.
     guide_weights : sequence of float
-        One non-negative weight per guide, split evenly over its channels.
+        One non-negative weight per guide (at most 1e9), split evenly over its channels.
     style_weight : float
         Weight of the style term, split evenly over the style channels. It
         compares the exemplar with the current estimate of the target.
@@ -444,6 +446,9 @@ def _check_nonneg_float(value, name):
         raise ValueError(f"{name} must be finite, got {value}")
     if value < 0:
         raise ValueError(f"{name} must be non-negative, got {value}")
+    if value > MAX_WEIGHT:
+        # Larger values overflow the float32 patch distances to inf/NaN.
+        raise ValueError(f"{name} must be at most {MAX_WEIGHT:g}, got {value:g}")
     return value
 
 
