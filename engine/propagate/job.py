@@ -475,6 +475,9 @@ def _load_keys(keys, source, key_fit):
             raise ValueError(f"keys: frame number {n!r} is not an integer")
         n = int(n)
         if n not in source:
+            if source.first < n < source.last:
+                raise ValueError(f"keys: frame {n} is not in the clip: no frame is numbered {n} "
+                                 f"(a gap in the numbering of frames {source.first}..{source.last})")
             raise ValueError(f"keys: frame {n} is outside the clip (frames {source.first}..{source.last})")
         if isinstance(key, (str, os.PathLike)):
             what = str(key)
