@@ -1,6 +1,5 @@
 """Painterly filters (engine.stylize.painterly): numpy/OpenCV only."""
 
-import time
 
 import numpy as np
 import pytest
