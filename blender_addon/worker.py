@@ -465,10 +465,8 @@ def _style_params(snapshot, key, *, engine):
         try:
             params[name] = engine.stylize.parse_param(key.method, name, str(text),
                                                      filter=painterly_filter)
-        except ValueError as exc:
-            raise JobError(f"key at frame {key.timeline}: {exc}") from None
-        except ImportError as exc:
-            raise JobError(f"key at frame {key.timeline}: {exc}") from None
+        except (ValueError, ImportError) as exc:
+            raise JobError(str(exc)) from None
     if key.method in ("neural", "deepdream"):
         params.setdefault("device", snapshot.device or "auto")
         if snapshot.vgg_weights:

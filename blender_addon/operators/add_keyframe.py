@@ -12,7 +12,7 @@ class KARWAI_OT_add_keyframe(bpy.types.Operator):
 
     bl_idname = "karwai.add_keyframe"
     bl_label = "Add Keyframe"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}
 
     strip: StringProperty(name="Strip", description="Source strip (default: the active strip)",
                           options={"SKIP_SAVE"})

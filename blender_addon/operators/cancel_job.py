@@ -10,7 +10,7 @@ class KARWAI_OT_cancel_job(bpy.types.Operator):
 
     bl_idname = "karwai.cancel_job"
     bl_label = "Cancel"
-    bl_options = {"REGISTER"}
+    bl_options = set()
 
     @classmethod
     def poll(cls, context):

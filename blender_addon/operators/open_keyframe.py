@@ -14,7 +14,7 @@ class KARWAI_OT_open_keyframe(bpy.types.Operator):
 
     bl_idname = "karwai.open_keyframe"
     bl_label = "Open Keyframe"
-    bl_options = {"REGISTER"}
+    bl_options = set()
 
     strip: StringProperty(name="Strip", description="Source strip (default: the active strip)",
                           options={"SKIP_SAVE"})

@@ -13,7 +13,7 @@ class KARWAI_OT_propagate(_job.JobOperatorMixin, bpy.types.Operator):
 
     bl_idname = "karwai.propagate"
     bl_label = "Propagate"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}
 
     job_kind = "propagate"
 

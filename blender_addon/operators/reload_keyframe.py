@@ -15,7 +15,7 @@ class KARWAI_OT_reload_keyframe(bpy.types.Operator):
 
     bl_idname = "karwai.reload_keyframe"
     bl_label = "Reload Keyframe"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}
 
     strip: StringProperty(name="Strip", description="Source strip (default: the active strip)",
                           options={"SKIP_SAVE"})

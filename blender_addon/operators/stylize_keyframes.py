@@ -12,7 +12,7 @@ class KARWAI_OT_stylize_keyframes(_job.JobOperatorMixin, bpy.types.Operator):
 
     bl_idname = "karwai.stylize_keyframes"
     bl_label = "Stylize Keyframes"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}
 
     job_kind = "stylize"
 

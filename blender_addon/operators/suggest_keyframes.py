@@ -12,7 +12,7 @@ class KARWAI_OT_suggest_keyframes(_job.JobOperatorMixin, bpy.types.Operator):
 
     bl_idname = "karwai.suggest_keyframes"
     bl_label = "Suggest Keyframes"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}
 
     job_kind = "suggest"
 

@@ -1,0 +1,304 @@
+"""The job controller: polled as the modal timer polls it, while the engine works."""
+
+import random
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from conftest import add_image_strip, hash_tree, read_rgb, result_strips, write_images  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+POLL_BUDGET = 0.010  # seconds of main-thread work per poll
+
+
+def _build(kind, **kwargs):
+    from blender_addon import snapshot
+
+    snap, _source = snapshot.build(bpy.context, bpy.context.scene, kind, **kwargs)
+    return snap
+
+
+def _process_controller(snap, tmp_path):
+    from blender_addon import jobs
+    from blender_addon.engine_import import get_engine, search_path
+
+    return jobs.JobController(snap, mode="process", engine_path=search_path(get_engine()),
+                              log_dir=str(tmp_path / "logs"))
+
+
+def _drive(controller, *, cancel_when=None, interval=0.005, timeout=120.0):
+    """Poll like the modal timer does (faster, to measure finely) until the job ends.
+
+    Returns a record: every poll's duration, when ``done`` advanced in the
+    propagation step, when cancel was asked and when the job ended.
+    """
+    record = {"polls": [], "advances": [], "cancel_at": None, "end_at": None}
+    last_done = None
+    start = time.monotonic()
+    controller.start()
+    while True:
+        t0 = time.perf_counter()
+        state = controller.poll()
+        record["polls"].append(time.perf_counter() - t0)
+        now = time.monotonic()
+        if state.finished:
+            record["end_at"] = now
+            record["state"] = state
+            return record
+        if state.step == "Propagating" and state.done != last_done:
+            if last_done is not None:
+                record["advances"].append(now)
+            last_done = state.done
+        if record["cancel_at"] is None and cancel_when is not None and cancel_when(record, state):
+            controller.cancel()
+            record["cancel_at"] = time.monotonic()
+        assert now - start < timeout, "the job did not end"
+        time.sleep(interval)
+
+
+def _complete_pngs(folder):
+    """Every PNG in ``folder`` decodes completely (nothing half-written)."""
+    from engine.frames import read_image
+
+    names = sorted(p for p in Path(folder).glob("*.png"))
+    for path in names:
+        read_image(path)
+    assert not [p for p in Path(folder).iterdir() if p.name.endswith(".tmp")]
+    return names
+
+
+def test_poll_is_cheap_and_cancel_stops_within_a_frame(saved, tmp_path):
+    """A real propagation runs in the worker; the main thread only polls."""
+    scene = bpy.context.scene
+    folder = write_images(tmp_path / "clip", 16, h=192, w=320)
+    add_image_strip(scene, folder)
+    for frame in (1, 16):
+        bpy.ops.karwai.add_keyframe(strip="seq", frame=frame)
+    assert bpy.ops.karwai.stylize_keyframes(strip="seq") == {"FINISHED"}
+    snap = _build("propagate", strip_name="seq")
+    assert not any(k.stylize for k in snap.keys)
+
+    rng = random.Random(7)
+    extra = rng.uniform(0.0, 1.0)
+
+    def cancel_when(record, state):
+        # after a few frames, at a random moment within a frame
+        adv = record["advances"]
+        if len(adv) < 4:
+            return False
+        unit = (adv[-1] - adv[0]) / (len(adv) - 1)
+        return time.monotonic() - adv[-1] >= extra * unit
+
+    record = _drive(_process_controller(snap, tmp_path), cancel_when=cancel_when)
+    state = record["state"]
+    assert state.status == "CANCELLED", state.error
+    polls = record["polls"]
+    assert len(polls) > 50
+    assert max(polls) <= POLL_BUDGET, f"slowest poll {max(polls) * 1000:.1f} ms"
+    advances = record["advances"]
+    frame_time = max(b - a for a, b in zip(advances, advances[1:]))
+    latency = record["end_at"] - record["cancel_at"]
+    print(f"polls: {len(polls)}, slowest {max(polls) * 1000:.2f} ms; frame up to "
+          f"{frame_time:.3f} s; cancel took {latency:.3f} s")
+    assert latency <= frame_time + 0.1, (
+        f"cancel took {latency:.3f} s; a frame takes up to {frame_time:.3f} s")
+    # nothing half-made: no result strip, no result folder, only complete frames staged
+    assert result_strips(scene) == []
+    out = Path(snap.out_dir)
+    assert not (out / "frames").exists()
+    staged = _complete_pngs(out / "frames.partial")
+    assert 2 <= len(staged) < 16
+
+
+def test_cancelled_rerun_leaves_the_previous_result_alone(saved, media, tmp_path):
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"])
+    for frame in (3, 20):
+        bpy.ops.karwai.add_keyframe(strip="seq", frame=frame)
+    assert bpy.ops.karwai.propagate(strip="seq") == {"FINISHED"}
+    (first,) = result_strips(scene)
+    first_state = (first.name, first.channel, [e.filename for e in first.elements])
+    frames = Path(bpy.path.abspath(first.directory))
+    before = hash_tree(frames)
+
+    scene.karwai.default_style.painterly_filter = "oil"
+    snap = _build("propagate", strip_name="seq")
+    assert all(k.stylize for k in snap.keys)  # stale keys are stylized by the job
+
+    def cancel_when(record, state):
+        return len(record["advances"]) >= 3
+
+    record = _drive(_process_controller(snap, tmp_path), cancel_when=cancel_when)
+    assert record["state"].status == "CANCELLED"
+    # what the modal operator does on CANCELLED: nothing to the scene
+    (still,) = result_strips(scene)
+    assert (still.name, still.channel, [e.filename for e in still.elements]) == first_state
+    assert hash_tree(frames) == before
+    _complete_pngs(frames.parent / "frames.partial")
+
+    # a re-run finishes the job and replaces the result
+    assert bpy.ops.karwai.propagate(strip="seq") == {"FINISHED"}
+    (second,) = result_strips(scene)
+    assert second.channel == first_state[1]
+    assert hash_tree(frames) != before
+    assert not (frames.parent / "frames.partial").exists()
+    key = read_rgb(scene.karwai.key_for(3).path)
+    element = second.strip_elem_from_frame(3)
+    assert np.abs(read_rgb(frames / element.filename).astype(int) - key.astype(int)).max() <= 1
+
+
+def test_worker_errors_and_crashes_are_reported(saved, media, tmp_path):
+    import shutil
+
+    scene = bpy.context.scene
+    folder = write_images(tmp_path / "clip", 12)
+    add_image_strip(scene, folder)
+    bpy.ops.karwai.add_keyframe(strip="seq", frame=2)
+    snap = _build("propagate", strip_name="seq")
+
+    # a frame that is not an image: the engine's message names the file
+    (folder / "0007.png").write_bytes(b"not a png")
+    record = _drive(_process_controller(snap, tmp_path))
+    assert record["state"].status == "FAILED"
+    assert str(folder / "0007.png") in record["state"].error
+
+    # the worker process dies: said so, with its log
+    shutil.copy(media["images"] / "shot_0007.png", folder / "0007.png")
+    controller = _process_controller(snap, tmp_path)
+
+    def kill_when(record, state):
+        if state.step == "Propagating" and controller._proc is not None:
+            controller._proc.kill()
+            return False
+        return False
+
+    record = _drive(controller, cancel_when=kill_when)
+    assert record["state"].status == "FAILED"
+    assert "the worker process stopped (exit code" in record["state"].error
+
+
+# --------------------------------------------------------------------------------------
+# thread mode, with a stand-in engine
+
+
+def _fake_engine(frame_seconds, *, fail=None):
+    """The real engine, but a propagate that takes ``frame_seconds`` per frame."""
+    import engine
+    import engine.frames
+    import engine.guides
+    import engine.keyframes
+    import engine.stylize
+
+    def propagate(frames, keys, *, out, progress=None, cancel=None, **_kwargs):
+        source = engine.frames.open_frames(frames)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        paths = []
+        numbers = source.frame_numbers
+        for i, n in enumerate(numbers):
+            if cancel is not None and cancel.is_set():
+                raise engine.Cancelled("cancelled")
+            if fail is not None and i == 2:
+                raise fail
+            time.sleep(frame_seconds)
+            path = Path(out) / source.name_for(n)
+            engine.frames.write_frame_atomic(path, np.ascontiguousarray(source.read(n)[::-1]))
+            paths.append(path)
+            if progress is not None:
+                progress(i + 1, len(numbers), f"frame {n}")
+        return types.SimpleNamespace(frames=paths)
+
+    return types.SimpleNamespace(frames=engine.frames, stylize=engine.stylize,
+                                 guides=engine.guides, keyframes=engine.keyframes,
+                                 propagate=propagate, Cancelled=engine.Cancelled)
+
+
+def _thread_controller(snap, engine):
+    from blender_addon import jobs
+
+    return jobs.JobController(snap, mode="thread", engine=engine)
+
+
+def test_thread_mode_reports_steps_progress_and_eta(saved, media):
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"])
+    bpy.ops.karwai.add_keyframe(strip="seq", frame=4)
+    snap = _build("propagate", strip_name="seq")
+    controller = _thread_controller(snap, _fake_engine(0.02))
+    seen = []
+
+    def watch(record, state):
+        seen.append(state)
+        return False
+
+    record = _drive(controller, cancel_when=watch)
+    assert record["state"].status == "FINISHED"
+    steps = [s.step for s in seen]
+    assert {"Stylizing keys", "Propagating"} <= set(steps)  # reading may end between polls
+    assert steps.index("Stylizing keys") < steps.index("Propagating")
+    mid = [s for s in seen if s.step == "Propagating" and 4 <= s.done < 20]
+    assert mid and all(s.eta is not None and s.eta > 0 for s in mid)
+    text = mid[-1].describe()
+    assert text.startswith("Propagating (3/4): ") and "left" in text
+    assert 0 < mid[0].factor < mid[-1].factor < 1
+    files = record["state"].result["files"]
+    assert [t for t, _ in files] == list(range(1, 25))
+    assert max(record["polls"]) <= POLL_BUDGET
+
+
+def test_thread_mode_cancel_within_a_frame_and_errors(saved, media):
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"])
+    bpy.ops.karwai.add_keyframe(strip="seq", frame=4)
+    bpy.ops.karwai.stylize_keyframes(strip="seq")
+    snap = _build("propagate", strip_name="seq")
+    frame_seconds = 0.1
+    record = _drive(_thread_controller(snap, _fake_engine(frame_seconds)),
+                    cancel_when=lambda record, state: state.step == "Propagating" and state.done >= 3)
+    assert record["state"].status == "CANCELLED"
+    assert record["end_at"] - record["cancel_at"] <= frame_seconds + 0.05
+    assert not (Path(snap.out_dir) / "frames").exists()
+
+    record = _drive(_thread_controller(snap, _fake_engine(0.0, fail=ValueError("key 4 is odd"))))
+    assert record["state"].status == "FAILED" and record["state"].error == "key 4 is odd"
+    record = _drive(_thread_controller(snap, _fake_engine(0.0, fail=KeyError("bug"))))
+    assert record["state"].status == "FAILED" and record["state"].error.startswith("KeyError")
+
+
+def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
+    from blender_addon import jobs
+
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"])
+    bpy.ops.karwai.add_keyframe(strip="seq", frame=4)
+    snap = _build("propagate", strip_name="seq")
+    lines = []
+    result = jobs.run_sync(snap, engine=_fake_engine(0.0), log=lines.append, interval=0.0)
+    assert [t for t, _ in result["files"]] == list(range(1, 25))
+    assert lines[0] == "Kar-Wai: Reading frames (1/4)"
+    assert any(line.startswith("Kar-Wai: Propagating (3/4): 24/24") for line in lines)
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(jobs.JobCancelled):
+        jobs.run_sync(snap, engine=_fake_engine(0.0), log=lines.append, cancel=cancel)
+
+
+def test_snapshot_round_trips_through_json(saved, media):
+    import json
+
+    from blender_addon.worker import Snapshot
+
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"], frame_start=-3)
+    bpy.ops.karwai.add_keyframe(strip="seq", frame=0)
+    snap = _build("propagate", strip_name="seq")
+    again = Snapshot.from_json(json.loads(json.dumps(snap.to_json())))
+    assert again == snap
+    assert again.clip.frames[0].timeline == -3
