@@ -127,7 +127,7 @@ def score(outputs, truths, frames, scored, flow):
                 warp=warp_error(outputs, frames, scored, flow))
 
 
-def run_case(clip_dir, style_name, n_frames, quality, baselines, flow):
+def run_case(clip_dir, style_name, n_frames, quality, baselines, flow, methods=("weighted", "poisson", "crossfade")):
     source = open_frames(clip_dir)
     numbers = source.frame_numbers[:n_frames]
     frames = {t: source.read(t) for t in numbers}
@@ -141,7 +141,8 @@ def run_case(clip_dir, style_name, n_frames, quality, baselines, flow):
         clip.mkdir()
         for t in numbers:
             shutil.copy(source.path_for(t), clip)
-        for label, mode in [("ours", "weighted")] + ([("poisson", "poisson"), ("crossfade", "crossfade")] if baselines else []):
+        runs = [("ours", methods[0])] + ([(m, m) for m in methods[1:]] if baselines else [])
+        for label, mode in runs:
             out = Path(tmp) / f"out-{label}"
             t0 = time.perf_counter()
             result = propagate(clip, keys, out=out, quality=quality, blend_mode=mode)
@@ -164,7 +165,9 @@ def main(argv=None):
     parser.add_argument("--styles", default="watercolor,cartoon")
     parser.add_argument("--protocols", default="12,40", help="frame counts, keys first and last")
     parser.add_argument("--quality", default="balanced")
-    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--no-baselines", action="store_true", help="only our default method")
+    parser.add_argument("--methods", default="weighted,poisson,crossfade",
+                        help="blend modes to run; the first is 'ours' (default: weighted,poisson,crossfade)")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
@@ -180,7 +183,7 @@ def main(argv=None):
         for clip in clips:
             for style_name in args.styles.split(","):
                 rows, truth_warp = run_case(data / clip, style_name, n_frames, args.quality,
-                                            not args.no_baselines, flow)
+                                            not args.no_baselines, flow, tuple(args.methods.split(",")))
                 summary[(n_frames, clip, style_name)] = rows
                 for label, r in rows.items():
                     anchor = ""
