@@ -212,7 +212,10 @@ def result_strips(scene):
 def render_frame(scene, frame, path):
     """Render the sequencer at ``frame`` to ``path`` (Standard view: pixels as stored)."""
     scene.view_settings.view_transform = "Standard"
-    scene.render.image_settings.file_format = "PNG"
+    settings = scene.render.image_settings
+    if "media_type" in settings.bl_rna.properties:  # Blender 5.0
+        settings.media_type = "IMAGE"
+    settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB"
     scene.render.resolution_percentage = 100
     scene.render.filepath = str(path)
