@@ -36,9 +36,10 @@ from ..frames import (FrameError, check_output_dir, open_frames, read_image, rem
 from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
                       open_masks, positional_guide, temporal_guide)
 from ..stylize._common import Cancelled
-from ..synth import synthesize
-from . import blend
 from .settings import JobSettings
+
+# The synthesis (numba) and the blending (scipy) are imported when first used,
+# so that a user's error is reported without their import time.
 
 __all__ = ["propagate", "PropagateResult", "Cancelled", "plan_spans", "Span"]
 
@@ -308,6 +309,8 @@ class _Pass:
 
     def step(self, state, n):
         """Synthesize frame ``n`` from the state of the neighbouring frame."""
+        from ..synth import synthesize
+
         ctx = self.ctx
         ctx.check_cancel()
         frame = ctx.source.read(n)
@@ -329,6 +332,8 @@ def _run_span(ctx, span, work):
         return _single_pass(ctx, _Pass(ctx, span.key_b), list(reversed(span.frames)), work / "bwd_state.npz")
     if span.kind == "after":
         return _single_pass(ctx, _Pass(ctx, span.key_a), list(span.frames), work / "fwd_state.npz")
+
+    from . import blend
 
     # Between two keys: forward pass first, its results kept on disk ...
     fwd = _Pass(ctx, span.key_a)
