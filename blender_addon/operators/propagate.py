@@ -8,6 +8,18 @@ from .. import strips
 from ..properties import settings as scene_settings
 
 
+def apply_result(scene, snap, result):
+    """Put a finished propagation into the scene (main thread): the keys' state and
+    previews, and the result strip replacing an earlier one. Returns
+    ``(strip, key errors)``."""
+    source = _job.source_strip(scene, snap)
+    errors = _job.apply_key_results(scene, result["keys"])
+    relative = scene_settings(scene).output_dir.strip().startswith("//")
+    strip = strips.replace_result_strip(scene, source, result["frames_dir"], result["files"],
+                                        relative=relative)
+    return strip, errors
+
+
 class KARWAI_OT_propagate(_job.JobOperatorMixin, bpy.types.Operator):
     """Propagate the stylized keyframes over every frame of the source strip and add the result as a new strip above it"""
 
@@ -21,11 +33,7 @@ class KARWAI_OT_propagate(_job.JobOperatorMixin, bpy.types.Operator):
                           options={"SKIP_SAVE"})
 
     def finish(self, context, scene, snap, result):
-        source = _job.source_strip(scene, snap)
-        errors = _job.apply_key_results(scene, result["keys"])
-        relative = scene_settings(scene).output_dir.strip().startswith("//")
-        strip = strips.replace_result_strip(scene, source, result["frames_dir"], result["files"],
-                                            relative=relative)
+        strip, errors = apply_result(scene, snap, result)
         if errors:
             self.report({"WARNING"}, "; ".join(errors))
         self.report({"INFO"}, f"Added strip '{strip.name}' on channel {strip.channel}")
