@@ -251,13 +251,10 @@ class JobController:
                 break
             state = self._progress.apply(event, when)
             if state.finished:
-                break
-        else:
-            state = self._progress.state
-        if not state.finished:
-            state = dataclasses.replace(state, elapsed=time.monotonic() - self._progress.started,
-                                        cancel_requested=self.cancel_event.is_set())
-            self._progress.state = state
+                return state
+        state = dataclasses.replace(state, elapsed=time.monotonic() - self._progress.started,
+                                    cancel_requested=self.cancel_event.is_set())
+        self._progress.state = state
         return state
 
     def cancel(self):
@@ -320,39 +317,19 @@ class JobController:
         os.makedirs(self.log_dir, exist_ok=True)
         fd, self.log_path = tempfile.mkstemp(prefix=f"karwai-{self.snapshot.kind}-",
                                              suffix=".log", dir=self.log_dir)
-        terminal = False
+        ending = None  # the worker's last event type: result, cancelled or error
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as log:
-                env = dict(os.environ)
-                paths = [self.engine_path] + [p for p in sys.path if p and os.path.isdir(p)]
-                env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-                env["PYTHONUNBUFFERED"] = "1"
-                env["PYTHONIOENCODING"] = "utf-8"
-                flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
-                try:
-                    proc = subprocess.Popen(
-                        [self.python, "-s", os.path.abspath(worker.__file__)],
-                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                        text=True, encoding="utf-8", env=env, creationflags=flags,
-                        cwd=self.log_dir,
-                    )
-                except OSError as exc:
-                    self._put({"type": "error",
-                               "message": f"cannot start the worker process {self.python}: {exc}"})
+                proc = self._spawn(log)
+                if proc is None:
                     return
-                with self._stdin_lock:
-                    self._proc = proc
-                    proc.stdin.write(json.dumps(self.snapshot.to_json()) + "\n")
-                    proc.stdin.flush()
-                if self.cancel_event.is_set():
-                    self._send_cancel()
                 for line in proc.stdout:
                     try:
                         event = json.loads(line)
                     except ValueError:
                         continue
                     if event.get("type") in ("result", "cancelled", "error"):
-                        terminal = True
+                        ending = event["type"]
                     self._put(event)
                 proc.wait()
                 with self._stdin_lock:
@@ -360,8 +337,9 @@ class JobController:
                         proc.stdin.close()
                     except OSError:
                         pass
-            if not terminal:
+            if ending is None:
                 if self.cancel_event.is_set():
+                    ending = "cancelled"
                     self._put({"type": "cancelled"})
                 else:
                     self._put({"type": "error", "message": (
@@ -370,19 +348,37 @@ class JobController:
         finally:
             if self._killer is not None:
                 self._killer.cancel()
-        if terminal and self.log_path and self._progress_ok():
-            try:
-                os.unlink(self.log_path)
-            except OSError:
-                pass
+            if ending in ("result", "cancelled"):  # the log only matters when it failed
+                try:
+                    os.unlink(self.log_path)
+                except OSError:
+                    pass
 
-    def _progress_ok(self):
-        # The log is only worth keeping when something went wrong; the worker
-        # prints tracebacks only then, so an empty log can always go.
+    def _spawn(self, log):
+        """Start the worker process and send it the snapshot (None if it cannot start)."""
+        env = dict(os.environ)
+        paths = [self.engine_path] + [p for p in sys.path if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
         try:
-            return os.path.getsize(self.log_path) == 0
-        except OSError:
-            return False
+            proc = subprocess.Popen(
+                [self.python, "-s", os.path.abspath(worker.__file__)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                encoding="utf-8", env=env, cwd=self.log_dir,
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            )
+        except OSError as exc:
+            self._put({"type": "error",
+                       "message": f"cannot start the worker process {self.python}: {exc}"})
+            return None
+        with self._stdin_lock:
+            self._proc = proc
+            proc.stdin.write(json.dumps(self.snapshot.to_json()) + "\n")
+            proc.stdin.flush()
+        if self.cancel_event.is_set():
+            self._send_cancel()
+        return proc
 
 
 def _tail(path, limit=2000):

@@ -42,15 +42,22 @@ def key_file(out_dir, number):
     return os.path.join(keys_dir(out_dir), f"key_{number:06d}.png")
 
 
-def _source_id(plan, number):
-    frame = next(f for f in plan.frames if f.number == number)
-    path = frame.file or plan.path
+def _stamp(path):
     try:
         st = os.stat(path)
-        stamp = f"{st.st_size}:{st.st_mtime_ns}"
     except OSError:
-        stamp = "missing"
-    return f"{path}|{number}|{stamp}"
+        return f"{path}:missing"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _source_id(plan, number, params):
+    """What a stylized key was made from: the source frame's file, and the style
+    image's (so a changed painting or artwork makes the key stale)."""
+    frame = next(f for f in plan.frames if f.number == number)
+    parts = [_stamp(frame.file or plan.path), str(number)]
+    if "style_image" in params:
+        parts.append(_stamp(params["style_image"]))
+    return "|".join(parts)
 
 
 def key_state(entry, signature, path):
@@ -87,7 +94,7 @@ def describe_key(scene, source, plan, out_dir, frame):
         method, params = style.as_task()
     except ValueError:
         return "error", label
-    signature = style_signature(method, params, _source_id(plan, number))
+    signature = style_signature(method, params, _source_id(plan, number, params))
     return key_state(entry, signature, key_file(out_dir, number)), label
 
 
@@ -117,7 +124,7 @@ def key_tasks(scene, source, plan, out_dir, *, restylize):
             raise Refusal(f"Key at frame {frame}: {exc}") from None
         if method in ("image", "neural") and not os.path.isfile(params["style_image"]):
             raise Refusal(f"Key at frame {frame}: image not found: {params['style_image']}")
-        signature = style_signature(method, params, _source_id(plan, number))
+        signature = style_signature(method, params, _source_id(plan, number, params))
         path = key_file(out_dir, number)
         state = key_state(settings.key_for(frame), signature, path)
         tasks.append(KeyTask(timeline=frame, number=number, path=path,

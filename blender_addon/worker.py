@@ -234,23 +234,29 @@ class EngineAPI:
         if isinstance(engine, EngineAPI):
             engine = engine.engine
         self.engine = engine
-        if hasattr(engine, "__path__"):
+        if hasattr(engine, "__path__"):  # the engine package: use its submodules
             import importlib
 
             def sub(name):
                 return importlib.import_module(f"{engine.__name__}.{name}")
-        else:
+
+            # Not ``engine.propagate``: once the subpackage ``engine.propagate`` has
+            # been imported, that attribute is the subpackage, not the function.
+            propagate_module = sub("propagate")
+            self.propagate = propagate_module.propagate
+        else:  # a stand-in
 
             def sub(name):
                 return getattr(engine, name)
 
+            propagate_module = None
+            self.propagate = engine.propagate
         self.frames = sub("frames")
         self.stylize = sub("stylize")
         self.guides = sub("guides")
         self.keyframes = sub("keyframes")
-        self.propagate = getattr(engine, "propagate", None) or sub("propagate").propagate
         types = [JobCancelled]
-        for owner in (engine, self.stylize):
+        for owner in (engine, self.stylize, propagate_module):
             cls = getattr(owner, "Cancelled", None)
             if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in types:
                 types.append(cls)
@@ -274,7 +280,7 @@ class _Reporter:
         self.emit({"type": "step", "index": self.index, "count": len(self.steps), "name": name})
 
     def progress(self, done, total, message=""):
-        self.emit({"type": "progress", "done": int(done), "total": int(total),
+        self.emit({"type": "progress", "done": float(done), "total": float(total),
                    "message": str(message)})
 
 

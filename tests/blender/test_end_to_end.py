@@ -196,6 +196,11 @@ def test_painted_image_and_repainted_keys(saved, media, tmp_path):
 
     assert bpy.ops.karwai.stylize_keyframes() == {"FINISHED"}
     assert np.all(read_rgb(own.path) == (0, 0, 200))
+    # a new version of the painting makes that key stale: stylizing again picks it up
+    painting[:, :, 1] = 90
+    cv2.imwrite(str(tmp_path / "painted.png"), painting[:, :, ::-1])
+    assert bpy.ops.karwai.stylize_keyframes() == {"FINISHED"}
+    assert np.all(read_rgb(own.path) == (0, 90, 200))
 
     # repaint key 5 "elsewhere", reload it: stylizing again leaves it alone
     key5 = scene.karwai.key_for(5)

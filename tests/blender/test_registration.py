@@ -213,3 +213,28 @@ def test_engine_import_prefers_a_vendored_copy(tmp_path, monkeypatch):
     top = engine_import.get_engine()
     assert top.__name__ == "engine"
     assert engine_import.search_path(top) == str(ROOT)
+
+
+def test_engine_api_finds_the_functions_whatever_was_imported_before():
+    """``engine.propagate`` is the function or the subpackage, depending on what was
+    imported first (the subpackage shadows the lazy attribute); the add-on must
+    not care."""
+    import sys
+
+    import engine
+    import engine.propagate  # noqa: F401 - what other code may have done
+
+    from blender_addon.worker import EngineAPI
+
+    function = sys.modules["engine.propagate"].propagate
+    original = engine.__dict__.get("propagate")
+    try:
+        for attribute in (function, sys.modules["engine.propagate"]):
+            engine.propagate = attribute
+            assert EngineAPI(engine).propagate is function
+    finally:
+        engine.propagate = original
+    api = EngineAPI(engine)
+    assert callable(api.stylize.stylize) and callable(api.stylize.parse_param)
+    assert engine.Cancelled in api.cancelled_types
+    assert callable(api.frames.open_frames) and callable(api.keyframes.suggest_keyframes)
