@@ -293,10 +293,16 @@ def test_bad_settings_are_clear_errors(tmp_path):
 # Blending
 
 
-def test_screened_poisson_reconstructs_an_image_from_its_own_gradients():
-    img = _texture(20, 30, 3).astype(np.float32)
+@pytest.mark.parametrize("h, w", [(20, 30), (21, 30), (20, 33), (21, 33)])
+def test_screened_poisson_reconstructs_an_image_from_its_own_gradients(h, w):
+    img = _texture(h, w, 3).astype(np.float32)
     gx, gy = blend._gradients(img)
     np.testing.assert_allclose(blend.screened_poisson(img, gx, gy, screening=0.05), img, atol=1e-3)
+    # With flat gradients the result is the base smoothed flat: about its mean
+    # (exactly, up to the one padded row or column of odd sizes).
+    flat = blend.screened_poisson(img, np.zeros_like(gx), np.zeros_like(gy), screening=0.05)
+    np.testing.assert_allclose(flat.mean(axis=(0, 1)), img.mean(axis=(0, 1)), atol=1.0)
+    assert flat.std(axis=(0, 1)).max() < img.std(axis=(0, 1)).min()
 
 
 def test_error_weights_follow_the_keys_and_the_errors():

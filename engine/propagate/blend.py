@@ -9,7 +9,6 @@ result has the sharpness of one pass and no seam, ghost or double contour.
 
 import cv2
 import numpy as np
-from scipy import fft
 
 from ..flow import warp
 
@@ -84,16 +83,28 @@ def screened_poisson(base, grad_x, grad_y, *, screening=SCREENING):
     (zero in the last column), likewise ``grad_y``.
     """
     h, w = base.shape[:2]
+    # OpenCV's DCT takes even sizes only: extend by one replicated row or
+    # column. Across it the gradient is zero (which keeps the Neumann border);
+    # along it the gradients repeat those of the row or column it copies.
+    ph, pw = h % 2, w % 2
+    base = np.pad(base, ((0, ph), (0, pw), (0, 0)), mode="edge").astype(np.float64)
+    grad_x = np.pad(np.pad(grad_x, ((0, ph), (0, 0), (0, 0)), mode="edge"), ((0, 0), (0, pw), (0, 0)))
+    grad_y = np.pad(np.pad(grad_y, ((0, 0), (0, pw), (0, 0)), mode="edge"), ((0, ph), (0, 0), (0, 0)))
+    grad_x = grad_x.astype(np.float64)
+    grad_y = grad_y.astype(np.float64)
+    H, W = h + ph, w + pw
     div = grad_x.copy()
     div[:, 1:] -= grad_x[:, :-1]
     div += grad_y
     div[1:] -= grad_y[:-1]
-    ky = 2.0 * np.cos(np.pi * np.arange(h) / h) - 2.0
-    kx = 2.0 * np.cos(np.pi * np.arange(w) / w) - 2.0
-    denom = (screening - (ky[:, None] + kx[None, :]))[:, :, None]
+    ky = 2.0 * np.cos(np.pi * np.arange(H) / H) - 2.0
+    kx = 2.0 * np.cos(np.pi * np.arange(W) / W) - 2.0
+    denom = screening - (ky[:, None] + kx[None, :])
     rhs = screening * base - div
-    return fft.idctn(fft.dctn(rhs, type=2, axes=(0, 1), norm="ortho") / denom,
-                     type=2, axes=(0, 1), norm="ortho")
+    out = np.empty_like(rhs)
+    for c in range(rhs.shape[2]):
+        out[:, :, c] = cv2.idct(cv2.dct(np.ascontiguousarray(rhs[:, :, c])) / denom)
+    return out[:h, :w]
 
 
 def _gradients(img):

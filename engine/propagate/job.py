@@ -38,7 +38,7 @@ from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, 
 from ..stylize._common import Cancelled
 from .settings import JobSettings
 
-# The synthesis (numba) and the blending (scipy) are imported when first used,
+# The synthesis (numba) and the blending are imported when first used,
 # so that a user's error is reported without their import time.
 
 __all__ = ["propagate", "PropagateResult", "Cancelled", "plan_spans", "Span"]
