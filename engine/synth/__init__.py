@@ -224,6 +224,10 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
 
     if style.dtype == np.uint8:
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    else:
+        # A float32 average of values in 0..255 can round a hair outside it
+        # (255.00002), which synthesize itself would then refuse as an input.
+        np.clip(image, 0.0, 255.0, out=image)
     return SynthResult(image=image, nnf=nnf, error=error)
 
 

@@ -1,0 +1,100 @@
+"""Fuzzing of ``synthesize`` and ``propagate`` (issue 7, part 5).
+
+Hypothesis draws random shapes, dtypes, weights, keys and settings (see
+``benchmarks/fuzz.py``, which also runs the 1000-case campaign: ``python
+build.py bench fuzz``). Each case must return a result of the right shape or
+raise ``ValueError``; the cases run in worker subprocesses, so a segfault or a
+hang fails the test instead of killing pytest. CI runs 200 synthesis and 30
+propagation cases; the harness itself is tested on a crash, a hang and an
+unexpected exception put there on purpose.
+
+The regression tests at the end pin the bugs that fuzzing found.
+"""
+
+import numpy as np
+import pytest
+
+from benchmarks import fuzz
+from engine.guides import GuideWeights
+from engine.synth import synthesize
+
+CI_CASES = {"synth": 200, "propagate": 30}
+
+
+def _explain(report):
+    lines = [report.summary()]
+    for what in ("crashes", "hangs", "errors"):
+        for item in getattr(report, what):
+            lines.append(f"{what}: {item}")
+    return "\n".join(lines)
+
+
+def test_fuzz_synthesize_and_propagate():
+    reports = fuzz.run_campaigns(CI_CASES, seed=20240607, timeout=120.0)
+    for kind, count in CI_CASES.items():
+        report = reports[kind]
+        assert report.failures == 0, _explain(report)
+        assert report.ran == count, _explain(report)
+        # Both outcomes were exercised: valid inputs ran, broken ones were refused.
+        assert report.returned >= count // 10 and report.refused >= count // 10, report.summary()
+
+
+@pytest.mark.parametrize("kind, crashes, hangs, errors", [
+    ("selftest-crash", 1, 0, 0),
+    ("selftest-hang", 0, 1, 0),
+    ("selftest-error", 0, 0, 1),
+])
+def test_the_harness_catches_crashes_hangs_and_unexpected_errors(kind, crashes, hangs, errors):
+    """A segfault, a hang and an IndexError planted in the cases are each caught and counted,
+    and the campaign goes on with the other cases."""
+    report = fuzz.run_campaign(kind, 5, timeout=3.0)
+    assert (len(report.crashes), len(report.hangs), len(report.errors)) == (crashes, hangs, errors), \
+        _explain(report)
+    assert report.ran == 5
+    if crashes:
+        assert report.crashes[0]["returncode"] < 0  # killed by the signal
+        assert report.crashes[0]["case"] is not None
+    if hangs:
+        assert report.hangs[0]["case"] is not None
+
+
+# ---------------------------------------------------------------------------
+# Regressions found by fuzzing
+
+
+def _guides(rng, hw, channels=(2, 1, 2)):
+    src = [(rng.random((*hw, c)) * 255).astype(np.uint8) for c in channels]
+    tgt = [(rng.random((*hw, c)) * 255).astype(np.uint8) for c in channels]
+    return src, tgt
+
+
+def test_float_output_stays_within_0_255_and_can_be_fed_back():
+    """A constant float32 style of 255 came back as 255.00002 (float32 rounding of the
+    vote), which synthesize then refused as an input."""
+    rng = np.random.default_rng(0)
+    style = np.full((22, 19, 1), 255.0, np.float32)
+    src, tgt = _guides(rng, (22, 19))
+    result = synthesize(style, src, tgt, guide_weights=[7.6, 0.0, 1.5e-64], style_weight=7.8, patch_size=7,
+                        search_vote_iters=3, patchmatch_iters=3, uniformity=1000.0)
+    assert result.image.dtype == np.float32
+    assert result.image.min() >= 0.0 and result.image.max() <= 255.0
+    again = synthesize(result.image, src, tgt, guide_weights=[1.0, 1.0, 1.0])  # not refused
+    assert again.image.shape == style.shape
+
+
+@pytest.mark.parametrize("weight", [1e10, 1e38, 1e308])
+def test_huge_weights_are_refused_not_turned_into_nan(weight):
+    """Weights of 1e38 overflowed the float32 patch distances: inf/NaN errors and a spoiled
+    image, silently. They are refused now, by synthesize and by GuideWeights."""
+    rng = np.random.default_rng(1)
+    style = (rng.random((20, 20, 3)) * 255).astype(np.uint8)
+    src, tgt = _guides(rng, (20, 20), channels=(3,))
+    for kwargs in ({"guide_weights": [weight]}, {"guide_weights": [1.0], "style_weight": weight},
+                   {"guide_weights": [1.0], "uniformity": weight}):
+        with pytest.raises(ValueError, match="at most 1e\\+?0?9"):
+            synthesize(style, src, tgt, **kwargs)
+    with pytest.raises(ValueError, match="weight colour must be at most 1e9"):
+        GuideWeights(colour=weight)
+    # The largest accepted weight still gives finite errors.
+    result = synthesize(style, src, tgt, guide_weights=[1e9], style_weight=1e9)
+    assert np.isfinite(result.error).all()
