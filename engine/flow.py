@@ -50,6 +50,10 @@ _PRESETS = {
 
 #: Bumped whenever cached flow would change meaning.
 CACHE_FORMAT = 1
+#: OpenCV's DIS needs frames of at least this many pixels on each side;
+#: smaller frames are padded to ``_DIS_PAD_TO``.
+_DIS_MIN_SIDE = 12
+_DIS_PAD_TO = 16
 #: Default size cap of a :class:`FlowCache` folder, in bytes (1 GiB).
 DEFAULT_MAX_BYTES = 1 << 30
 
@@ -193,8 +197,17 @@ def compute_flow(src, dst, *, params=None, dis=None):
     b = _as_grey(dst, "dst")
     if a.shape != b.shape:
         raise ValueError(f"src and dst differ in size: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        raise ValueError(f"src and dst are empty: {a.shape}")
     if dis is None:
         dis = (params or FlowParams()).create()
+    h, w = a.shape
+    if h < _DIS_MIN_SIDE or w < _DIS_MIN_SIDE:
+        # DIS refuses frames under 12 pixels on a side (cv2.error): pad by
+        # replicating the border, and crop the flow back.
+        pad = ((0, max(0, _DIS_PAD_TO - h)), (0, max(0, _DIS_PAD_TO - w)))
+        flow = dis.calc(np.pad(a, pad, mode="edge"), np.pad(b, pad, mode="edge"), None)
+        return np.ascontiguousarray(flow[:h, :w])
     return dis.calc(a, b, None)
 
 

@@ -98,3 +98,24 @@ def test_huge_weights_are_refused_not_turned_into_nan(weight):
     # The largest accepted weight still gives finite errors.
     result = synthesize(style, src, tgt, guide_weights=[1e9], style_weight=1e9)
     assert np.isfinite(result.error).all()
+
+
+def test_frames_under_12_pixels_a_side_propagate(tmp_path):
+    """OpenCV's DIS raised cv2.error (not a ValueError) for frames under 12 pixels on a
+    side, after the keys were written; such frames are padded for the flow now."""
+    import cv2
+
+    from engine.flow import compute_flow_pair
+    from engine.propagate import propagate
+
+    rng = np.random.default_rng(2)
+    for hw in [(1, 1), (8, 10), (5, 40), (40, 5)]:
+        a = (rng.random((*hw, 3)) * 255).astype(np.uint8)
+        fwd, bwd = compute_flow_pair(a, np.roll(a, 1, axis=1))
+        assert fwd.shape == bwd.shape == (*hw, 2) and np.isfinite(fwd).all()
+    big = (rng.random((10, 20, 3)) * 255).astype(np.uint8)
+    (tmp_path / "in").mkdir()
+    for t in range(1, 5):
+        cv2.imwrite(str(tmp_path / "in" / f"{t:04d}.png"), big[:, t:t + 8])
+    result = propagate(tmp_path / "in", {1: big[:, 1:9, ::-1].copy()}, out=tmp_path / "out", quality="draft")
+    assert [cv2.imread(str(p)).shape for p in result.frames] == [(10, 8, 3)] * 4
