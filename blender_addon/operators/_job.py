@@ -22,6 +22,11 @@ from ..worker import USER_ERRORS, JobCancelled
 POLL_INTERVAL = 0.1
 
 
+def in_background():
+    """Whether Blender runs without its UI (``blender -b``): no timer would ever fire."""
+    return bpy.app.background
+
+
 def tag_redraw(context):
     """Redraw the sequencer areas (progress bar)."""
     screen = getattr(context, "screen", None)
@@ -116,7 +121,7 @@ class JobOperatorMixin:
         return self._finish(context, scene.name, snap, result)
 
     def invoke(self, context, event):
-        if bpy.app.background:
+        if in_background():
             return self.execute(context)
         scene, snap, engine = self._prepare(context)
         if scene is None:

@@ -302,3 +302,131 @@ def test_snapshot_round_trips_through_json(saved, media):
     again = Snapshot.from_json(json.loads(json.dumps(snap.to_json())))
     assert again == snap
     assert again.clip.frames[0].timeline == -3
+
+
+# --------------------------------------------------------------------------------------
+# the modal operator itself, fed timer events as Blender's window manager feeds them
+
+
+class _Timer:
+    pass
+
+
+class _WindowManager:
+    def __init__(self):
+        self.timers = []
+        self.handlers = []
+
+    def event_timer_add(self, interval, window=None):
+        timer = _Timer()
+        timer.interval = interval
+        self.timers.append(timer)
+        return timer
+
+    def event_timer_remove(self, timer):
+        self.timers.remove(timer)
+
+    def modal_handler_add(self, operator):
+        self.handlers.append(operator)
+        return True
+
+
+class _Context:
+    """bpy.context with a window manager that records timers and handlers."""
+
+    def __init__(self):
+        object.__setattr__(self, "window_manager", _WindowManager())
+        object.__setattr__(self, "window", None)
+        object.__setattr__(self, "screen", None)
+
+    def __getattr__(self, name):
+        return getattr(bpy.context, name)
+
+
+class _Event:
+    def __init__(self, type, value="NOTHING", timer=None):  # noqa: A002 - Blender's name
+        self.type, self.value, self.timer = type, value, timer
+
+
+def _modal_operator(monkeypatch, kind):
+    """An instance running the real JobOperatorMixin code of the ``kind`` operator, as in the UI."""
+    from blender_addon.operators import _job
+    from blender_addon.operators import propagate as propagate_op
+
+    monkeypatch.setattr(_job, "in_background", lambda: False)
+    cls = {"propagate": propagate_op.KARWAI_OT_propagate}[kind]
+
+    class Probe(_job.JobOperatorMixin):
+        job_kind = kind
+        finish = cls.finish
+        strip = ""
+
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kinds, message):
+            self.reports.append((set(kinds), message))
+
+    return Probe()
+
+
+def _run_modal(op, context, *, esc_when=None, timeout=120.0):
+    """Feed timer events until the operator ends; returns (result, durations of modal())."""
+    durations = []
+    result = op.invoke(context, None)
+    assert result == {"RUNNING_MODAL"}
+    assert context.window_manager.handlers == [op] and len(context.window_manager.timers) == 1
+    start = time.monotonic()
+    escaped = False
+    while True:
+        time.sleep(op_poll_interval())
+        if esc_when is not None and not escaped and esc_when(op):
+            assert op.modal(context, _Event("ESC", "PRESS")) == {"RUNNING_MODAL"}
+            escaped = True
+        timer = context.window_manager.timers[0]
+        t0 = time.perf_counter()
+        result = op.modal(context, _Event("TIMER", timer=timer))
+        durations.append(time.perf_counter() - t0)
+        if result != {"PASS_THROUGH"}:
+            return result, durations
+        assert op.modal(context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # UI stays usable
+        assert time.monotonic() - start < timeout
+
+
+def op_poll_interval():
+    from blender_addon.operators import _job
+
+    return _job.POLL_INTERVAL / 4  # faster than Blender, to finish the test sooner
+
+
+def test_modal_operator_runs_the_job_off_the_main_thread(saved, media, tmp_path, monkeypatch):
+    from blender_addon import jobs
+
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"])
+    scene.sequence_editor.active_strip = scene.sequence_editor.strips["seq"]
+    for frame in (3, 20):
+        bpy.ops.karwai.add_keyframe(frame=frame)
+
+    # Esc: the job stops, nothing is added
+    op = _modal_operator(monkeypatch, "propagate")
+    context = _Context()
+    result, durations = _run_modal(
+        op, context, esc_when=lambda op: op._controller.state.step == "Propagating"
+        and op._controller.state.done >= 2)
+    assert result == {"CANCELLED"}
+    assert op.reports[-1] == ({"WARNING"}, "Cancelled; nothing was added to the scene")
+    assert result_strips(scene) == [] and context.window_manager.timers == []
+    assert not jobs.busy()
+
+    # to the end: the strip is added by the last timer tick, on the main thread
+    op = _modal_operator(monkeypatch, "propagate")
+    context = _Context()
+    assert bpy.ops.karwai.propagate.poll()
+    result, durations = _run_modal(op, context)
+    assert result == {"FINISHED"}, op.reports
+    assert max(durations[:-1]) <= POLL_BUDGET, f"slowest tick {max(durations) * 1000:.1f} ms"
+    (strip,) = result_strips(scene)
+    assert strip.channel == 2 and len(strip.elements) == 24
+    assert op.reports[-1] == ({"INFO"}, "Added strip 'seq (Kar-Wai)' on channel 2")
+    assert context.window_manager.timers == [] and not jobs.busy()
