@@ -244,6 +244,7 @@ class EngineAPI:
             # been imported, that attribute is the subpackage, not the function.
             propagate_module = sub("propagate")
             self.propagate = propagate_module.propagate
+            self.JobSettings = propagate_module.JobSettings
         else:  # a stand-in
 
             def sub(name):
@@ -251,6 +252,7 @@ class EngineAPI:
 
             propagate_module = None
             self.propagate = engine.propagate
+            self.JobSettings = engine.JobSettings
         self.frames = sub("frames")
         self.stylize = sub("stylize")
         self.guides = sub("guides")
@@ -617,13 +619,14 @@ def run_propagate(snapshot, *, engine, report, cancel):
     _recover_frames(final)
     _seed_staging(final, staging)
     keys = {k.number: k.path for k in snapshot.keys}
-    weights = engine.guides.GuideWeights(**snapshot.weights) if snapshot.weights else None
+    # The engine's one settings record of a propagation job (as the CLI builds it too).
+    settings = engine.JobSettings(quality=snapshot.quality,
+                                  weights=engine.guides.GuideWeights(**snapshot.weights))
     cache = os.path.join(snapshot.cache_dir, "propagate",
                          hashlib.sha256(os.path.abspath(final).encode()).hexdigest()[:16])
     try:
-        result = engine.propagate(clip, keys, out=staging, masks=masks, quality=snapshot.quality,
-                                  weights=weights, progress=report.progress, cancel=cancel,
-                                  cache_dir=cache)
+        result = engine.propagate(clip, keys, out=staging, masks=masks, settings=settings,
+                                  progress=report.progress, cancel=cancel, cache_dir=cache)
     except engine.cancelled_types:
         raise JobCancelled("cancelled") from None
     _check(cancel)

@@ -8,6 +8,8 @@ scene on the main thread when the job has finished. ``execute()`` (scripts, and
 ``execute()``) runs the same job synchronously and prints its progress.
 """
 
+import os
+
 import bpy
 from bpy.app.handlers import persistent
 
@@ -131,7 +133,7 @@ class JobOperatorMixin:
         prefs = Prefs(context)
         if prefs.use_process:
             controller = jobs.JobController(snap, mode="process", engine_path=search_path(engine),
-                                            log_dir=f"{prefs.cache_dir}/logs")
+                                            log_dir=os.path.join(prefs.cache_dir, "logs"))
         else:
             controller = jobs.JobController(snap, mode="thread", engine=engine)
         controller.start()

@@ -1,5 +1,6 @@
 """The job controller: polled as the modal timer polls it, while the engine works."""
 
+import importlib
 import random
 import threading
 import time
@@ -188,15 +189,18 @@ def test_worker_errors_and_crashes_are_reported(saved, media, tmp_path):
 # thread mode, with a stand-in engine
 
 
-def _fake_engine(frame_seconds, *, fail=None):
-    """The real engine, but a propagate that takes ``frame_seconds`` per frame."""
+def _fake_engine(frame_seconds, *, fail=None, calls=None):
+    """The real engine, but a propagate that takes ``frame_seconds`` per frame (and
+    appends its keyword arguments to ``calls``)."""
     import engine
     import engine.frames
     import engine.guides
     import engine.keyframes
     import engine.stylize
 
-    def propagate(frames, keys, *, out, progress=None, cancel=None, **_kwargs):
+    def propagate(frames, keys, *, out, progress=None, cancel=None, **kwargs):
+        if calls is not None:
+            calls.append(dict(kwargs, frames=frames, keys=keys, out=out))
         source = engine.frames.open_frames(frames)
         Path(out).mkdir(parents=True, exist_ok=True)
         paths = []
@@ -214,9 +218,12 @@ def _fake_engine(frame_seconds, *, fail=None):
                 progress(i + 1, len(numbers), f"frame {n}")
         return types.SimpleNamespace(frames=paths)
 
+    real_propagate = importlib.import_module("engine.propagate")
+
     return types.SimpleNamespace(frames=engine.frames, stylize=engine.stylize,
                                  guides=engine.guides, keyframes=engine.keyframes,
-                                 propagate=propagate, Cancelled=engine.Cancelled)
+                                 propagate=propagate, JobSettings=real_propagate.JobSettings,
+                                 Cancelled=engine.Cancelled)
 
 
 def _thread_controller(snap, engine):
@@ -277,9 +284,19 @@ def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
     scene = bpy.context.scene
     add_image_strip(scene, media["images"])
     bpy.ops.karwai.add_keyframe(strip="seq", frame=4)
+    scene.karwai.quality = "best"
+    scene.karwai.weights.temporal = 2.5
     snap = _build("propagate", strip_name="seq")
     lines = []
-    result = jobs.run_sync(snap, engine=_fake_engine(0.0), log=lines.append, interval=0.0)
+    calls = []
+    result = jobs.run_sync(snap, engine=_fake_engine(0.0, calls=calls), log=lines.append,
+                           interval=0.0)
+    (call,) = calls
+    assert call["settings"].quality == "best"
+    assert call["settings"].weights.temporal == 2.5 and call["settings"].weights.colour == 6.0
+    assert call["frames"] == str(media["images"])  # the folder holds exactly the strip's frames
+    assert call["keys"] == {4: str(Path(snap.out_dir) / "keys" / "key_000004.png")}
+    assert call["out"] == str(Path(snap.out_dir) / "frames.partial")
     assert [t for t, _ in result["files"]] == list(range(1, 25))
     assert lines[0] == "Kar-Wai: Reading frames (1/4)"
     assert any(line.startswith("Kar-Wai: Propagating (3/4): 24/24") for line in lines)
@@ -430,3 +447,44 @@ def test_modal_operator_runs_the_job_off_the_main_thread(saved, media, tmp_path,
     assert strip.channel == 2 and len(strip.elements) == 24
     assert op.reports[-1] == ({"INFO"}, "Added strip 'seq (Kar-Wai)' on channel 2")
     assert context.window_manager.timers == [] and not jobs.busy()
+
+
+def test_preferences_reach_the_worker(saved, media, tmp_path):
+    """Cache folder, threads, neural device and VGG19 weights go into the snapshot and
+    on to the neural stylizers' parameters."""
+    from blender_addon.engine_import import get_engine
+    from blender_addon.worker import EngineAPI, _style_params
+
+    prefs = bpy.context.preferences.addons["blender_addon"].preferences
+    prefs.cache_dir = str(tmp_path / "my cache")
+    prefs.threads = 1
+    prefs.device = "cpu"
+    weights = tmp_path / "vgg19.pth"
+    weights.write_bytes(b"")
+    prefs.vgg_weights = str(weights)
+    artwork = tmp_path / "art.png"
+    artwork.write_bytes((media["images"] / "shot_0001.png").read_bytes())
+
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"])
+    bpy.ops.karwai.add_keyframe(strip="seq", frame=2)
+    bpy.ops.karwai.add_keyframe(strip="seq", frame=9)
+    entry = scene.karwai.key_for(9, create=True)
+    entry.use_own_style = True
+    entry.style.method = "neural"
+    entry.style.style_image = str(artwork)
+    entry.style.params = "iterations = 5"
+    snap = _build("stylize", strip_name="seq")
+    assert (snap.cache_dir, snap.threads, snap.device, snap.vgg_weights) == (
+        str(tmp_path / "my cache"), 1, "cpu", str(weights))
+    painterly, neural = snap.keys
+    assert painterly.method == "painterly" and painterly.params == {"filter": "watercolour"}
+    assert neural.method == "neural"
+    assert neural.params == {"iterations": "5", "style_image": str(artwork)}
+    api = EngineAPI(get_engine())
+    assert _style_params(snap, painterly, engine=api) == {"filter": "watercolour"}
+    if not api.stylize.available_methods()["neural"].available:
+        pytest.skip("PyTorch is not installed: neural parameters cannot be typed")
+    params = _style_params(snap, neural, engine=api)
+    assert params == {"iterations": 5, "style_image": str(artwork), "device": "cpu",
+                      "weights": str(weights), "download": snap.download}

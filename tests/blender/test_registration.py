@@ -12,7 +12,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import ADDON, ROOT, disable_addon, enable_addon  # noqa: E402
+from conftest import ADDON, ROOT, disable_addon, enable_addon, ui_context  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -238,3 +238,47 @@ def test_engine_api_finds_the_functions_whatever_was_imported_before():
     assert callable(api.stylize.stylize) and callable(api.stylize.parse_param)
     assert engine.Cancelled in api.cancelled_types
     assert callable(api.frames.open_frames) and callable(api.keyframes.suggest_keyframes)
+
+
+def test_installs_and_runs_as_a_legacy_addon_zip(empty_file, tmp_path):
+    """Zipped as ``karwai/...`` and installed the pre-4.2 way, under another module name."""
+    import zipfile
+
+    import addon_utils
+
+    archive = tmp_path / "karwai.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in ADDON_DIR.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, Path("karwai") / path.relative_to(ADDON_DIR))
+    assert bpy.ops.preferences.addon_install(filepath=str(archive), overwrite=True) == {"FINISHED"}
+    fake = next(m for m in addon_utils.modules(refresh=True) if m.__name__ == "karwai")
+    assert addon_utils.module_bl_info(fake)["name"] == "Kar-Wai"  # read without importing
+    module = addon_utils.enable("karwai", default_set=True, handle_error=_raise)
+    try:
+        assert module.__file__ != str(ADDON_DIR / "__init__.py")
+        assert module.bl_info["version"] == tuple(
+            int(p) for p in tomllib.loads((ADDON_DIR / "blender_manifest.toml").read_text())
+            ["version"].split("."))
+        prefs = bpy.context.preferences.addons["karwai"].preferences
+        prefs.threads = 3
+        from importlib import import_module
+
+        assert import_module("karwai.preferences").Prefs(bpy.context).threads == 3
+        scene = bpy.context.scene
+        editor = scene.sequence_editor_create()
+        editor.strips.new_effect(name="c", type="COLOR", channel=1, frame_start=1, length=5)
+        with pytest.raises(RuntimeError, match="Strip 'c' is a colour strip"):
+            bpy.ops.karwai.add_keyframe(strip="c", frame=2)
+    finally:
+        addon_utils.disable("karwai", default_set=True, handle_error=_raise)
+        with ui_context():
+            bpy.ops.preferences.addon_remove(module="karwai")
+        for name in [n for n in sys.modules if n == "karwai" or n.startswith("karwai.")]:
+            del sys.modules[name]
+    assert "karwai" not in bpy.context.preferences.addons
+    assert not hasattr(bpy.types.Scene, "karwai")
+
+
+def _raise(exc):
+    raise exc
