@@ -1,6 +1,6 @@
 """Fuzzing of ``engine.synth.synthesize`` and ``engine.propagate.propagate`` (issue 7, part 5).
 
-    python build.py bench fuzz [--synth 1000] [--propagate 100] [--seed 0] [--timeout 60]
+    python build.py bench fuzz [--synth 1000] [--propagate 200] [--seed 0] [--timeout 60]
 
 Hypothesis draws random shapes, dtypes, weights, keys and settings, including
 broken ones (NaN, inf, negative, huge, wrong types, empty arrays, keys outside
@@ -608,6 +608,7 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
                         log(f"{kind}: ERROR {event.get('detail')} in {json.dumps(current)[:500]}")
                 current = None
                 if log and report.ran % 100 == 0:
+                    report.seconds = time.monotonic() - start
                     log(report.summary())
             elif kind_of == "done":
                 finished = True
@@ -652,7 +653,7 @@ def run_campaigns(counts, *, seed=0, timeout=60.0, log=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python build.py bench fuzz", description=__doc__.split("\n\n")[0])
     parser.add_argument("--synth", type=int, default=1000, help="synthesize cases (default 1000)")
-    parser.add_argument("--propagate", type=int, default=100, help="propagate cases (default 100)")
+    parser.add_argument("--propagate", type=int, default=200, help="propagate cases (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a case counts as a hang")
     parser.add_argument("--json", metavar="PATH", help="also write the full report as JSON")
