@@ -245,6 +245,10 @@ def kill_trials(clip):
     return reports
 
 
+posix_only = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX-only")
+
+
+@posix_only
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_sigkill_then_rerun_gives_identical_bytes(clip, kill_trials, trial):
     report = kill_trials[trial]
@@ -260,6 +264,7 @@ def test_sigkill_then_rerun_gives_identical_bytes(clip, kill_trials, trial):
     assert_finished_like(report["out"], clip.reference)
 
 
+@posix_only
 def test_kills_landed_all_over_the_run(kill_trials):
     """The trials did kill mid-job: some before any frame, some with frames on disk."""
     present = [n for r in kill_trials for n in r["present"]]
