@@ -366,7 +366,8 @@ class JobController:
                 [self.python, "-s", os.path.abspath(worker.__file__)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 encoding="utf-8", env=env, cwd=self.log_dir,
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                creationflags=(getattr(subprocess, "CREATE_NO_WINDOW", 0)
+                               | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)),
             )
         except OSError as exc:
             self._put({"type": "error",

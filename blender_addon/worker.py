@@ -734,8 +734,18 @@ def _serve(stdin, emit, engine_loader):
         emit({"type": "result", "result": result})
 
 
+def _lower_priority():
+    """Let Blender's own threads have the CPU first (its UI stays smooth)."""
+    if hasattr(os, "nice"):
+        try:
+            os.nice(5)
+        except OSError:
+            pass
+
+
 def main():
     """Entry point of the worker process."""
+    _lower_priority()
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
     sys.stdout = sys.stderr  # the engine's prints must not mix with the protocol
     lock = threading.Lock()

@@ -12,11 +12,10 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import add_image_strip, hash_tree, read_rgb, result_strips, write_images  # noqa: E402
+from conftest import (add_image_strip, check_polls, hash_tree, read_rgb,  # noqa: E402
+                      result_strips, timed, write_images)
 
 pytestmark = pytest.mark.blender
-
-POLL_BUDGET = 0.010  # seconds of main-thread work per poll
 
 
 def _build(kind, **kwargs):
@@ -40,14 +39,14 @@ def _drive(controller, *, cancel_when=None, interval=0.005, timeout=120.0):
     Returns a record: every poll's duration, when ``done`` advanced in the
     propagation step, when cancel was asked and when the job ended.
     """
-    record = {"polls": [], "advances": [], "cancel_at": None, "end_at": None}
+    record = {"polls": [], "cpu": [], "advances": [], "cancel_at": None, "end_at": None}
     last_done = None
     start = time.monotonic()
     controller.start()
     while True:
-        t0 = time.perf_counter()
-        state = controller.poll()
-        record["polls"].append(time.perf_counter() - t0)
+        state, wall, cpu = timed(controller.poll)
+        record["polls"].append(wall)
+        record["cpu"].append(cpu)
         now = time.monotonic()
         if state.finished:
             record["end_at"] = now
@@ -102,11 +101,11 @@ def test_poll_is_cheap_and_cancel_stops_within_a_frame(saved, tmp_path):
     assert state.status == "CANCELLED", state.error
     polls = record["polls"]
     assert len(polls) > 50
-    assert max(polls) <= POLL_BUDGET, f"slowest poll {max(polls) * 1000:.1f} ms"
+    summary = check_polls(polls, record["cpu"])
     advances = record["advances"]
     frame_time = max(b - a for a, b in zip(advances, advances[1:]))
     latency = record["end_at"] - record["cancel_at"]
-    print(f"polls: {len(polls)}, slowest {max(polls) * 1000:.2f} ms; frame up to "
+    print(f"{summary}; frame up to "
           f"{frame_time:.3f} s; cancel took {latency:.3f} s")
     assert latency <= frame_time + 0.1, (
         f"cancel took {latency:.3f} s; a frame takes up to {frame_time:.3f} s")
@@ -256,7 +255,8 @@ def test_thread_mode_reports_steps_progress_and_eta(saved, media):
     assert 0 < mid[0].factor < mid[-1].factor < 1
     files = record["state"].result["files"]
     assert [t for t, _ in files] == list(range(1, 25))
-    assert max(record["polls"]) <= POLL_BUDGET
+    # a worker thread shares the GIL: only the poll's own work is bounded here
+    assert max(record["cpu"]) <= 0.010
 
 
 def test_thread_mode_cancel_within_a_frame_and_errors(saved, media):
@@ -389,7 +389,7 @@ def _modal_operator(monkeypatch, kind):
 
 def _run_modal(op, context, *, esc_when=None, timeout=120.0):
     """Feed timer events until the operator ends; returns (result, durations of modal())."""
-    durations = []
+    durations, cpus = [], []
     result = op.invoke(context, None)
     assert result == {"RUNNING_MODAL"}
     assert context.window_manager.handlers == [op] and len(context.window_manager.timers) == 1
@@ -401,11 +401,11 @@ def _run_modal(op, context, *, esc_when=None, timeout=120.0):
             assert op.modal(context, _Event("ESC", "PRESS")) == {"RUNNING_MODAL"}
             escaped = True
         timer = context.window_manager.timers[0]
-        t0 = time.perf_counter()
-        result = op.modal(context, _Event("TIMER", timer=timer))
-        durations.append(time.perf_counter() - t0)
+        result, wall, cpu = timed(op.modal, context, _Event("TIMER", timer=timer))
+        durations.append(wall)
+        cpus.append(cpu)
         if result != {"PASS_THROUGH"}:
-            return result, durations
+            return result, (durations, cpus)
         assert op.modal(context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # UI stays usable
         assert time.monotonic() - start < timeout
 
@@ -442,7 +442,8 @@ def test_modal_operator_runs_the_job_off_the_main_thread(saved, media, tmp_path,
     assert bpy.ops.karwai.propagate.poll()
     result, durations = _run_modal(op, context)
     assert result == {"FINISHED"}, op.reports
-    assert max(durations[:-1]) <= POLL_BUDGET, f"slowest tick {max(durations) * 1000:.1f} ms"
+    walls, cpus = durations
+    check_polls(walls[:-1], cpus[:-1])  # the last tick adds the strip
     (strip,) = result_strips(scene)
     assert strip.channel == 2 and len(strip.elements) == 24
     assert op.reports[-1] == ({"INFO"}, "Added strip 'seq (Kar-Wai)' on channel 2")
