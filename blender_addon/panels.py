@@ -9,6 +9,8 @@ from .properties import settings as scene_settings
 from .strips import Refusal
 
 _TORCH_METHODS = ("neural", "deepdream")
+_STATUS_STATES = {"NONE": "missing", "STYLIZED": "stylized", "EDITED": "repainted",
+                  "ERROR": "error"}
 
 
 class _Info:
@@ -107,8 +109,7 @@ class KARWAI_UL_keyframes(bpy.types.UIList):
             return
         if info.out_dir is None:
             entry = scene_settings(scene).key_for(item.frame)
-            state = "missing" if entry is None else {"NONE": "missing", "STYLIZED": "stylized",
-                                                     "EDITED": "repainted", "ERROR": "error"}[entry.status]
+            state = "missing" if entry is None else _STATUS_STATES[entry.status]
             style = scene_settings(scene).style_for(item.frame)
             label = style.method if style.method != "painterly" else style.painterly_filter
         else:

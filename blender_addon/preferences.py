@@ -62,7 +62,8 @@ class Prefs:
         if not self.cache_dir:
             self.cache_dir = os.path.join(tempfile.gettempdir(), "karwai-cache")
         self.device = p.device if p is not None else "auto"
-        self.vgg_weights = bpy.path.abspath(p.vgg_weights) if p is not None and p.vgg_weights else ""
+        weights = p.vgg_weights if p is not None else ""
+        self.vgg_weights = bpy.path.abspath(weights) if weights else ""
         self.threads = p.threads if p is not None else 0
         self.use_process = p.use_process if p is not None else True
 

@@ -19,7 +19,8 @@ METHOD_ITEMS = (
 )
 
 FILTER_ITEMS = (
-    ("watercolour", "Watercolour", "Abstracted washes, darkened wet edges, paper and pigment texture"),
+    ("watercolour", "Watercolour",
+     "Abstracted washes, darkened wet edges, paper and pigment texture"),
     ("oil", "Oil", "Brush-like patches with crisp edges (smooth Kuwahara filter)"),
     ("pencil", "Pencil", "Pencil sketch with hatching"),
     ("ink", "Ink", "Ink outlines with dark areas filled"),
@@ -35,7 +36,8 @@ QUALITY_ITEMS = (
 STATUS_ITEMS = (
     ("NONE", "Not Stylized", "No stylized image yet", "RADIOBUT_OFF", 0),
     ("STYLIZED", "Stylized", "Stylized with its style", "CHECKMARK", 1),
-    ("EDITED", "Repainted", "Repainted outside Blender and reloaded; used as it is", "BRUSH_DATA", 2),
+    ("EDITED", "Repainted", "Repainted outside Blender and reloaded; used as it is",
+     "BRUSH_DATA", 2),
     ("ERROR", "Error", "Stylizing failed; see the message", "ERROR", 3),
 )
 

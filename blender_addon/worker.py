@@ -366,7 +366,8 @@ def prepare_clip(plan, cache_dir, *, engine, report, cancel, purpose="clip"):
                 f"{len(source)} frame(s) can be decoded from the file")
         if numbers == source.frame_numbers:
             return plan.path
-        work = Path(cache_dir) / "clips" / f"{purpose}-{_clip_key(plan)}-{_movie_stamp(plan.path).replace(':', '-')}"
+        stamp = _movie_stamp(plan.path).replace(":", "-")
+        work = Path(cache_dir) / "clips" / f"{purpose}-{_clip_key(plan)}-{stamp}"
         work.mkdir(parents=True, exist_ok=True)
         width = max(6, len(str(max(numbers))))
         for i, n in enumerate(numbers):

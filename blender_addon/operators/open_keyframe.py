@@ -10,7 +10,7 @@ from ..strips import Refusal
 
 
 class KARWAI_OT_open_keyframe(bpy.types.Operator):
-    """Open the stylized keyframe in the image editor set in Preferences (File Paths), or the system's, to repaint it; then Reload it"""
+    """Open the stylized keyframe in an image editor to repaint it, then reload it"""
 
     bl_idname = "karwai.open_keyframe"
     bl_label = "Open Keyframe"

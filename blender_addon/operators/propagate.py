@@ -21,7 +21,7 @@ def apply_result(scene, snap, result):
 
 
 class KARWAI_OT_propagate(_job.JobOperatorMixin, bpy.types.Operator):
-    """Propagate the stylized keyframes over every frame of the source strip and add the result as a new strip above it"""
+    """Carry the keyframes' style over every frame of the strip, as a new strip above it"""
 
     bl_idname = "karwai.propagate"
     bl_label = "Propagate"

@@ -8,7 +8,7 @@ from .. import snapshot
 
 
 class KARWAI_OT_stylize_keyframes(_job.JobOperatorMixin, bpy.types.Operator):
-    """Stylize the keyframes inside the source strip with their styles and save them to the output folder"""
+    """Stylize the strip's keyframes with their styles and save them in the output folder"""
 
     bl_idname = "karwai.stylize_keyframes"
     bl_label = "Stylize Keyframes"

@@ -8,7 +8,7 @@ from .. import strips
 
 
 class KARWAI_OT_suggest_keyframes(_job.JobOperatorMixin, bpy.types.Operator):
-    """Analyse the source strip and add keyframe markers at cuts, large motion and revealed content"""
+    """Add keyframe markers at the strip's cuts, large motion and newly revealed content"""
 
     bl_idname = "karwai.suggest_keyframes"
     bl_label = "Suggest Keyframes"

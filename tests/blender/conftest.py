@@ -248,4 +248,5 @@ def check_polls(walls, cpus):
     assert ordered[int(0.99 * (len(ordered) - 1))] <= POLL_BUDGET, (
         f"99th percentile {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms")
     assert ordered[-1] <= 0.050, f"slowest poll {ordered[-1] * 1000:.1f} ms"
-    return f"{len(walls)} polls: slowest {ordered[-1] * 1000:.2f} ms wall, {max(cpus) * 1000:.2f} ms CPU"
+    return (f"{len(walls)} polls: slowest {ordered[-1] * 1000:.2f} ms wall, "
+            f"{max(cpus) * 1000:.2f} ms CPU")

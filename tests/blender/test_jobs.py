@@ -267,7 +267,7 @@ def test_thread_mode_cancel_within_a_frame_and_errors(saved, media):
     snap = _build("propagate", strip_name="seq")
     frame_seconds = 0.1
     record = _drive(_thread_controller(snap, _fake_engine(frame_seconds)),
-                    cancel_when=lambda record, state: state.step == "Propagating" and state.done >= 3)
+                    cancel_when=lambda r, state: state.step == "Propagating" and state.done >= 3)
     assert record["state"].status == "CANCELLED"
     assert record["end_at"] - record["cancel_at"] <= frame_seconds + 0.05
     assert not (Path(snap.out_dir) / "frames").exists()

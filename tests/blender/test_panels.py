@@ -63,7 +63,8 @@ class Layout:
     def template_list(self, listtype, list_id, data, propname, active_data, active_propname,
                       **_kwargs):
         assert hasattr(bpy.types, listtype)
-        assert propname in data.bl_rna.properties and active_propname in active_data.bl_rna.properties
+        assert propname in data.bl_rna.properties
+        assert active_propname in active_data.bl_rna.properties
         self.log.append(("list", listtype, propname))
 
     def template_icon(self, *, icon_value, scale=1.0):
@@ -158,7 +159,8 @@ def test_panels_show_the_source_keys_settings_and_progress(saved, media):
     entry.style.method = "neural"
     log = _draw(panels.KARWAI_PT_keyframes)
     assert ("list", "KARWAI_UL_keyframes", "timeline_markers") in log
-    assert ("operator", "karwai.open_keyframe") in log and ("operator", "karwai.reload_keyframe") in log
+    assert ("operator", "karwai.open_keyframe") in log
+    assert ("operator", "karwai.reload_keyframe") in log
     assert any(entry[0] == "preview" for entry in log)
     assert ("prop", "style_image") in log  # the neural method's artwork
 

@@ -69,7 +69,8 @@ def test_registration_order_is_reversed_on_unregister(empty_file, monkeypatch):
     module = importlib.import_module(ADDON)
     calls = []
     for sub in module._REGISTERED:
-        monkeypatch.setattr(sub, "register", lambda sub=sub: calls.append(("register", sub.__name__)))
+        monkeypatch.setattr(sub, "register",
+                            lambda sub=sub: calls.append(("register", sub.__name__)))
         monkeypatch.setattr(sub, "unregister",
                             lambda sub=sub: calls.append(("unregister", sub.__name__)))
     module.register()

@@ -166,7 +166,8 @@ def test_missing_media_is_refused(saved, media, tmp_path):
     folder = write_images(tmp_path / "frames", 6)
     strip = add_image_strip(scene, folder, channel=3)
     (folder / "0004.png").unlink()
-    assert f"Strip 'seq': media file not found: {folder / '0004.png'}" in _propagate_error(strip.name)
+    missing = folder / "0004.png"
+    assert f"Strip 'seq': media file not found: {missing}" in _propagate_error(strip.name)
 
 
 def test_still_images_and_unnumbered_files_are_refused(saved, media, tmp_path):
