@@ -489,3 +489,37 @@ def test_preferences_reach_the_worker(saved, media, tmp_path):
     params = _style_params(snap, neural, engine=api)
     assert params == {"iterations": 5, "style_image": str(artwork), "device": "cpu",
                       "weights": str(weights), "download": snap.download}
+
+
+def test_cancels_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(saved, media,
+                                                                            tmp_path):
+    """Issue 7's guarantees through the add-on's controller: after cancels at random
+    moments only complete frames exist, the earlier strip is untouched, and the re-run
+    ends with the very bytes of an uninterrupted run."""
+    scene = bpy.context.scene
+    add_image_strip(scene, media["images"])
+    for frame in (5, 18):
+        bpy.ops.karwai.add_keyframe(strip="seq", frame=frame)
+    scene.karwai.output_dir = str(tmp_path / "straight")
+    assert bpy.ops.karwai.propagate(strip="seq") == {"FINISHED"}
+    straight = {k: v for k, v in hash_tree(tmp_path / "straight" / "frames").items()
+                if k.endswith(".png")}
+    assert len(straight) == 24
+    (first,) = result_strips(scene)
+
+    scene.karwai.output_dir = str(tmp_path / "interrupted")
+    rng = random.Random(5)
+    for _attempt in range(2):
+        snap = _build("propagate", strip_name="seq")
+        after = rng.randint(1, 8)
+        record = _drive(_process_controller(snap, tmp_path),
+                        cancel_when=lambda r, state, after=after: len(r["advances"]) >= after)
+        assert record["state"].status == "CANCELLED"
+        assert result_strips(scene) == [first] and first.directory.endswith("straight/frames/")
+        _complete_pngs(tmp_path / "interrupted" / "frames.partial")
+    assert bpy.ops.karwai.propagate(strip="seq") == {"FINISHED"}
+    resumed = {k: v for k, v in hash_tree(tmp_path / "interrupted" / "frames").items()
+               if k.endswith(".png")}
+    assert resumed == straight
+    (second,) = result_strips(scene)
+    assert second.directory.endswith("interrupted/frames/")
