@@ -297,6 +297,16 @@ def key_of_another_aspect(tmp):
 
 
 @case
+def key_of_another_aspect_padded_on_request(tmp):
+    c, frames = clip_with_key(tmp)
+    c.key(1, stylized(texture(40, 40, 3)))
+    c.extra = ["--key-fit", "pad"]
+    c.api = {"key_fit": "pad"}
+    c.needles = ["warning", "by pad"]
+    return _ok_case(c)
+
+
+@case
 def key_of_the_same_aspect_and_another_size(tmp):
     c, frames = clip_with_key(tmp)
     c.key(1, cv2.resize(stylized(frames[1]), (W * 2, H * 2), interpolation=cv2.INTER_NEAREST))
