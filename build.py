@@ -4,6 +4,7 @@
     python build.py test [PYTEST ARGS]   set up .venv from the pins, run the tests
     python build.py demo                 set up, run the main job on the built-in example
     python build.py bench NAME [ARGS]    set up, run benchmarks/NAME.py (synth, propagate, ...)
+    python build.py extension [ARGS]     set up, build the Blender extension zips into dist/
 
 Set-up creates ``.venv`` with the interpreter running this script (Python 3.11,
 which bpy 5.0.1 needs), installs ``requirements.txt`` in one resolve, runs
@@ -90,7 +91,12 @@ def cmd_bench(args):
     return in_venv([script, *rest])
 
 
-COMMANDS = {"test": cmd_test, "demo": cmd_demo, "bench": cmd_bench}
+def cmd_extension(args):
+    setup()
+    return in_venv(["-m", "tools.extension", *args])
+
+
+COMMANDS = {"test": cmd_test, "demo": cmd_demo, "bench": cmd_bench, "extension": cmd_extension}
 
 
 def main(argv):
