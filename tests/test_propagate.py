@@ -339,3 +339,15 @@ def test_real_clip_beats_leaving_the_key_in_place(tmp_path):
     for t in range(2, 6):
         out = _read(result.frames[t - 1])
         assert _psnr(out, truths[t]) > _psnr(truths[1], truths[t]) + 1.0
+
+
+def test_engine_propagate_is_callable_whatever_was_imported_first(tmp_path):
+    import importlib
+
+    import engine
+
+    importlib.import_module("engine.propagate")  # binds the subpackage to engine.propagate
+    frames = make_clip(tmp_path / "in", n=3)
+    result = engine.propagate(tmp_path / "in", {1: style(frames[1])}, out=tmp_path / "out")
+    assert len(result.frames) == 3
+    assert engine.propagate.JobSettings is JobSettings
