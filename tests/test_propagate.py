@@ -204,6 +204,19 @@ def test_masked_output_is_transparent_outside_the_mask(tmp_path):
         assert (out[:, : W // 2, 3] == 255).all() and (out[:, W // 2:, 3] == 0).all()
 
 
+def test_changed_masks_recompute(tmp_path):
+    frames = make_clip(tmp_path / "in", n=4)
+    (tmp_path / "masks").mkdir()
+    for t in frames:
+        write_frame_atomic(tmp_path / "masks" / f"{t:04d}.png", np.full((H, W), 255, np.uint8))
+    keys = {1: style(frames[1])}
+    propagate(tmp_path / "in", keys, out=tmp_path / "out", masks=tmp_path / "masks")
+    write_frame_atomic(tmp_path / "masks" / "0003.png", np.zeros((H, W), np.uint8))
+    again = propagate(tmp_path / "in", keys, out=tmp_path / "out", masks=tmp_path / "masks")
+    assert again.computed == 3
+    assert (_read(again.frames[2])[:, :, 3] == 0).all()
+
+
 def test_video_source_and_key_from_file(tmp_path):
     frames = make_clip(tmp_path / "in", n=6)
     video = tmp_path / "clip.avi"

@@ -211,9 +211,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     ctx = _Context(source=source, flow_cache=flow_cache, settings=settings, keys=key_styles,
                    masks=mask_source, out=out, cancel=cancel, progress=progress, total=total)
 
+    job_fp = _hash(settings.fingerprint(), _folder_identity(masks) if masks else "no masks")
     # Keys first: their output is the key itself.
     for n, style in key_styles.items():
-        fp = _hash("key", settings.fingerprint(), key_hashes[n], identity.get(n, ""))
+        fp = _hash("key", job_fp, key_hashes[n], identity.get(n, ""))
         path = out / source.name_for(n)
         if record.spans.get(f"key-{n}") != fp or not path.exists():
             ctx.write_output(n, style)
@@ -221,7 +222,7 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
             record.save()
     computed = skipped = 0
     for span in spans:
-        fp = _hash(span.name, settings.fingerprint(), key_hashes.get(span.key_a, ""),
+        fp = _hash(span.name, job_fp, key_hashes.get(span.key_a, ""),
                    key_hashes.get(span.key_b, ""), *(f"{n}:{identity.get(n, '')}" for n in span.frames))
         outputs = [out / source.name_for(n) for n in span.frames]
         if record.spans.get(span.name) == fp and all(p.exists() for p in outputs):
@@ -451,6 +452,16 @@ def _load_state(path, frames):
     if state["n"] not in frames:
         return None
     return state
+
+
+def _folder_identity(folder):
+    """One string that changes when any file in ``folder`` does (for the masks)."""
+    entries = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file():
+            st = path.stat()
+            entries.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return _hash(*entries)
 
 
 def _source_identity(source):
