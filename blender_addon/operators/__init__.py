@@ -5,6 +5,7 @@ import bpy
 from . import _job
 from .add_keyframe import KARWAI_OT_add_keyframe
 from .cancel_job import KARWAI_OT_cancel_job
+from .install_torch import KARWAI_OT_install_torch
 from .open_keyframe import KARWAI_OT_open_keyframe
 from .propagate import KARWAI_OT_propagate
 from .reload_keyframe import KARWAI_OT_reload_keyframe
@@ -19,6 +20,7 @@ CLASSES = (
     KARWAI_OT_reload_keyframe,
     KARWAI_OT_propagate,
     KARWAI_OT_cancel_job,
+    KARWAI_OT_install_torch,
 )
 
 
