@@ -6,6 +6,8 @@ import tempfile
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
+from . import dependencies
+
 #: The add-on's module name: ``blender_addon`` from the source tree,
 #: ``bl_ext.<repository>.karwai`` as an extension.
 ADDON_ID = __package__
@@ -49,6 +51,25 @@ class KARWAI_AP_preferences(bpy.types.AddonPreferences):
         col = layout.column(heading="Neural Methods")
         col.prop(self, "device")
         col.prop(self, "vgg_weights")
+        draw_torch(layout.box())
+
+
+def draw_torch(layout):
+    """PyTorch's state: found, being installed (pip's progress), or the Install button."""
+    installer = dependencies.current()
+    if installer is not None and not installer.state.finished:
+        layout.progress(factor=installer.state.factor, type="BAR",
+                        text=installer.state.describe())
+        layout.label(text="Esc cancels", icon="INFO")
+        return
+    available, text = dependencies.torch_status()
+    layout.label(text=text, icon="CHECKMARK" if available else "ERROR")
+    if installer is not None and installer.state.status == dependencies.FAILED:
+        layout.label(text=installer.state.error, icon="CANCEL")
+    if not available:
+        layout.label(text="Painterly filters and painted keys work without it")
+        layout.operator("karwai.install_torch", icon="IMPORT")
+        layout.label(text="Installs " + dependencies.plan().description)
 
 
 class Prefs:
@@ -72,6 +93,7 @@ CLASSES = (KARWAI_AP_preferences,)
 
 
 def register():
+    dependencies.activate()  # a PyTorch installed by Install PyTorch
     for cls in CLASSES:
         bpy.utils.register_class(cls)
 
@@ -79,3 +101,4 @@ def register():
 def unregister():
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    dependencies.unregister()
