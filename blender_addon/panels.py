@@ -91,6 +91,7 @@ def draw_style(layout, style):
     layout.prop(style, "params")
     if style.method in _TORCH_METHODS and not _torch_available():
         layout.label(text="PyTorch is not installed: this method cannot run", icon="ERROR")
+        layout.operator("karwai.install_torch", icon="IMPORT")
 
 
 class KARWAI_UL_keyframes(bpy.types.UIList):
