@@ -280,3 +280,74 @@ def test_resolve_device():
             vgg.resolve_device("cuda")
     if not torch.cuda.is_available() and not torch.backends.mps.is_available():
         assert vgg.resolve_device("auto").type == "cpu"
+
+
+# ---------------------------------------------------------------------------
+# NNPACK (Winograd) convolutions on the CPU
+# ---------------------------------------------------------------------------
+
+needs_nnpack = pytest.mark.skipif(not vgg.nnpack_available(), reason="torch built without NNPACK")
+
+
+@needs_nnpack
+@pytest.mark.parametrize("cin,cout,h,w", [(3, 8, 24, 30), (8, 16, 23, 41), (16, 4, 32, 32)])
+def test_nnpack_convolution_and_input_gradient_match_conv2d(cin, cout, h, w):
+    g = torch.Generator().manual_seed(cin + cout)
+    weight = torch.randn(cout, cin, 3, 3, generator=g) * 0.2
+    bias = torch.randn(cout, generator=g)
+    x = torch.randn(1, cin, h, w, generator=g)
+    probe = torch.randn(1, cout, h, w, generator=g)
+
+    x_ref = x.clone().requires_grad_(True)
+    ref = torch.nn.functional.conv2d(x_ref, weight, bias, padding=1)
+    (grad_ref,) = torch.autograd.grad((ref * probe).sum(), x_ref)
+
+    x_fast = x.clone().requires_grad_(True)
+    weight_t = weight.transpose(0, 1).flip(2, 3).contiguous()
+    out = vgg._NNPACKConv3x3.apply(x_fast, weight, weight_t, bias)
+    (grad_fast,) = torch.autograd.grad((out * probe).sum(), x_fast)
+
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(grad_fast, grad_ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_nnpack
+def test_loaded_cpu_model_uses_nnpack_and_matches_torch_kernels(tmp_path):
+    path = tmp_path / "w.pth"
+    write_weights(path)
+    model = vgg.load_vgg19(path, upto="conv5_1", pooling="avg", device="cpu")
+    assert model._nnpack, "the CPU model should run its convolutions on NNPACK"
+    reference = vgg.VGG19(SMALL_WIDTHS[:13], last=vgg.layer_index("conv5_1"), pooling="avg")
+    reference.load_state_dict(vgg.load_state_dict(str(path), last=vgg.layer_index("conv5_1")))
+    reference.eval().requires_grad_(False)
+    assert not reference._nnpack
+
+    layers = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]
+    # 48x64: the first blocks are large enough for NNPACK, the last ones are not.
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(7))
+    assert 48 * 64 >= vgg.NNPACK_MIN_PIXELS > 6 * 8
+    outs, grads = [], []
+    for net in (model, reference):
+        xx = x.clone().requires_grad_(True)
+        feats = net(xx, layers)
+        loss = sum(feats[n].pow(2).mean() for n in layers)
+        (grad,) = torch.autograd.grad(loss, xx)
+        outs.append(feats)
+        grads.append(grad)
+    for name in layers:
+        torch.testing.assert_close(outs[0][name], outs[1][name], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-7)
+    assert grads[0].abs().sum() > 0
+
+
+@needs_nnpack
+def test_weights_that_need_gradients_keep_torch_kernels(tmp_path):
+    path = tmp_path / "w.pth"
+    write_weights(path)
+    net = vgg.VGG19(SMALL_WIDTHS[:3], last=vgg.layer_index("conv2_1"))
+    net.load_state_dict(vgg.load_state_dict(str(path), last=vgg.layer_index("conv2_1")))
+    assert net.use_nnpack()
+    out = net(torch.rand(1, 3, 32, 32), ["conv2_1"])["conv2_1"]
+    out.sum().backward()
+    assert net.features[0].weight.grad is not None
+    assert net.features[0].weight.grad.abs().sum() > 0
