@@ -79,6 +79,23 @@ def test_gram_matrix_plain_formula():
         np.testing.assert_allclose(g[n], F @ F.T / 12, rtol=1e-5, atol=1e-6)
 
 
+def test_gram_matrix_gradient_matches_autograd_of_the_formula():
+    rng = np.random.default_rng(5)
+    f = torch.from_numpy(rng.normal(size=(1, 6, 5, 7)).astype(np.float64))
+    target = torch.from_numpy(rng.normal(size=(1, 6, 6)))
+    x1 = f.clone().requires_grad_(True)
+    g1 = neural.gram_matrix(x1)
+    (grad1,) = torch.autograd.grad((g1 - target).pow(2).sum(), x1)
+    x2 = f.clone().requires_grad_(True)
+    flat = x2.reshape(1, 6, 35)
+    g2 = flat @ flat.transpose(1, 2) / 35
+    (grad2,) = torch.autograd.grad((g2 - target).pow(2).sum(), x2)
+    torch.testing.assert_close(g1, g2)
+    torch.testing.assert_close(grad1, grad2)
+    # the autograd function itself, numerically
+    assert torch.autograd.gradcheck(lambda t: neural.gram_matrix(t), (f[:, :3, :2, :3].clone().requires_grad_(True),))
+
+
 def test_content_loss_plain_formula():
     rng = np.random.default_rng(1)
     F = rng.normal(size=(1, 6, 5, 4)).astype(np.float32)

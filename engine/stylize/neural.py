@@ -18,6 +18,7 @@ and works without torch installed.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -101,9 +102,41 @@ def gram_matrix(features):
     the constant ``1/(4 N^2)`` and makes it independent of the image size, which
     coarse-to-fine optimisation and ``style_scale`` rely on.
     """
+    import torch
+
     n, c, h, w = features.shape
     f = features.reshape(n, c, h * w)
-    return f @ f.transpose(1, 2) / (h * w)
+    if not (torch.is_grad_enabled() and features.requires_grad):
+        return f @ f.transpose(1, 2) / (h * w)
+    return _gram_function().apply(f, 1.0 / (h * w))
+
+
+@functools.lru_cache(maxsize=None)
+def _gram_function():
+    """The autograd function of :func:`gram_matrix`, built on first use."""
+    import torch
+
+    class Gram(torch.autograd.Function):
+        """``G = s F F^T`` with the gradient ``dL/dF = s (dG + dG^T) F`` in one product.
+
+        Autograd of ``F @ F.transpose(1, 2)`` multiplies twice (once for each
+        operand) and adds the two results, each as large as the feature map;
+        the Gram matrix is small, the feature maps are not.
+        """
+
+        @staticmethod
+        def forward(ctx, f, scale):
+            ctx.save_for_backward(f)
+            ctx.scale = scale
+            return torch.bmm(f, f.transpose(1, 2)).mul_(scale)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (f,) = ctx.saved_tensors
+            sym = (grad + grad.transpose(1, 2)).mul_(ctx.scale)
+            return torch.bmm(sym, f), None
+
+    return Gram
 
 
 def content_loss(features, target):
