@@ -32,8 +32,9 @@ import subprocess
 import sys
 import time
 
-#: What pip is asked for.
+#: What pip is asked for, and the module that must then import.
 TORCH_REQUIREMENT = "torch"
+TORCH_MODULE = "torch"
 #: PyTorch's package indexes (the CUDA one matches drivers from CUDA 12.8 on).
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
@@ -116,20 +117,21 @@ def torch_status():
     a separate process, before it is put in place. The answer is kept for a
     second, as panels ask on every redraw.
     """
-    key = (tuple(sys.path), "torch" in sys.modules)
+    name = TORCH_MODULE
+    key = (name, tuple(sys.path), name in sys.modules)
     cached = _status_cache.get(key)
     if cached is not None and time.monotonic() - cached[0] < 1.0:
         return cached[1]
-    if "torch" in sys.modules:
-        module = sys.modules["torch"]
+    if name in sys.modules:
+        module = sys.modules[name]
         status = True, f"PyTorch {getattr(module, '__version__', '?')} is loaded"
-    elif importlib.util.find_spec("torch") is None:
+    elif importlib.util.find_spec(name) is None:
         status = False, "PyTorch is not installed: the neural and Deep Dream methods cannot run"
     else:
-        spec = importlib.util.find_spec("torch")
+        spec = importlib.util.find_spec(name)
         origin = os.path.dirname(os.path.dirname(spec.origin or ""))
         try:
-            version = importlib.metadata.version("torch")
+            version = importlib.metadata.version(TORCH_REQUIREMENT)
         except importlib.metadata.PackageNotFoundError:
             version = "?"
         status = True, f"PyTorch {version} ({origin})"
@@ -162,10 +164,11 @@ def nvidia_gpu():
 class Plan:
     """Which PyTorch build to install, and from where."""
 
-    def __init__(self, build, index_url, description):
+    def __init__(self, build, index_url, description, pip_args=()):
         self.build = build              # "cuda", "cpu" or "default"
         self.index_url = index_url      # None: pip's default index (PyPI)
         self.description = description
+        self.pip_args = tuple(pip_args)  # more pip options (a proxy, --find-links, ...)
 
     def __repr__(self):
         return f"Plan({self.build!r}, {self.index_url!r})"
@@ -210,9 +213,8 @@ def _pip_version():
         return (0, 0)
 
 
-def pip_command(the_plan, target, *, requirement=TORCH_REQUIREMENT, python=None,
-                extra_args=()):
-    """The pip command line that installs ``requirement`` into ``target``."""
+def pip_command(the_plan, target, *, requirement=None, python=None):
+    """The pip command line that installs ``requirement`` (default torch) into ``target``."""
     runner, version = pip_runner(python)
     command = runner + ["install", "--target", target, "--upgrade", "--only-binary=:all:",
                         "--no-input", "--disable-pip-version-check",
@@ -221,15 +223,17 @@ def pip_command(the_plan, target, *, requirement=TORCH_REQUIREMENT, python=None,
         command += ["--progress-bar", "raw"]     # "Progress N of TOTAL" lines
     if the_plan.index_url:
         command += ["--index-url", the_plan.index_url]
-    return command + list(extra_args) + [requirement]
+    return command + list(the_plan.pip_args) + [requirement or TORCH_REQUIREMENT]
 
 
 # --------------------------------------------------------------------------------------
 # installing
 
 
-_VERIFY = ("import sys; sys.path.insert(0, sys.argv[1]); import torch; "
-           "torch.zeros(2).sum().item(); print(torch.__version__)")
+#: Run with Blender's Python: the new folder first on the path, import, print the version.
+_VERIFY = ("import importlib, sys; sys.path.insert(0, sys.argv[1]); "
+           "module = importlib.import_module(sys.argv[2]); "
+           "print(getattr(module, '__version__', '?'))")
 
 
 class State:
@@ -261,15 +265,15 @@ class Installer:
     process has ended, so a UI timer can call it often.
     """
 
-    def __init__(self, the_plan, target, *, requirement=TORCH_REQUIREMENT, python=None,
-                 extra_args=()):
+    def __init__(self, the_plan, target, *, requirement=None, module=None, python=None):
         self.plan = the_plan
+        self.module = module or TORCH_MODULE
         self.target = os.path.abspath(target)
         self.partial = self.target + ".partial"
         self.log_path = os.path.join(os.path.dirname(self.target), "install-torch.log")
         self.python = python or sys.executable
         self.command = pip_command(the_plan, self.partial, requirement=requirement,
-                                   python=self.python, extra_args=extra_args)
+                                   python=self.python)
         self._proc = None
         self._verify = None
         self._log = None
@@ -396,15 +400,14 @@ class Installer:
     def _pip_error(self, code):
         errors = [ln for ln in self._lines if ln.startswith("ERROR:")]
         text = " ".join(self._lines[-40:])
+        where = self.plan.index_url or "pip's package index"
         if any(sign in text for sign in _NETWORK_SIGNS):
-            where = self.plan.index_url or "PyPI"
             head = f"cannot reach {where}: check the internet connection or proxy"
         elif any("No matching distribution" in ln or "Could not find a version" in ln
                  for ln in errors):
-            head = ("no PyTorch build for this Blender's Python "
+            head = ("no PyTorch build found for this Blender's Python "
                     f"({sys.version_info.major}.{sys.version_info.minor}, "
-                    f"{platform.system()} {platform.machine()}) on "
-                    f"{self.plan.index_url or 'PyPI'}")
+                    f"{platform.system()} {platform.machine()}) on {where}")
         elif errors:
             head = errors[-1][len("ERROR:"):].strip()
         else:
@@ -417,7 +420,7 @@ class Installer:
         env.pop("PYTHONPATH", None)
         try:
             self._verify = subprocess.Popen(
-                [self.python, "-c", _VERIFY, self.partial], stdout=subprocess.PIPE,
+                [self.python, "-c", _VERIFY, self.partial, self.module], stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
         except OSError as exc:
@@ -471,7 +474,7 @@ def start_install(the_plan=None, target=None, **kwargs):
     """Start installing PyTorch (see :class:`Installer`); returns the installer."""
     if installing():
         raise RuntimeError("PyTorch is already being installed")
-    installer = Installer(the_plan or plan(), target or site_dir(create=True), **kwargs)
+    installer = Installer(the_plan or plan(), target or site_dir(), **kwargs)
     _current[:] = [installer]
     return installer.start()
 

@@ -15,6 +15,11 @@ from .. import dependencies
 POLL_INTERVAL = 0.25
 
 
+def in_background():
+    """Whether Blender runs without its UI (``blender -b``): no timer would ever fire."""
+    return bpy.app.background
+
+
 def _redraw(context):
     """Redraw the preferences and sequencer areas of every window (progress)."""
     wm = getattr(context, "window_manager", None)
@@ -72,7 +77,7 @@ class KARWAI_OT_install_torch(bpy.types.Operator):
         return self._report(state)
 
     def invoke(self, context, event):
-        if bpy.app.background:
+        if in_background():
             return self.execute(context)
         installer = self._start()
         if installer is None:
