@@ -2,7 +2,7 @@
 """Kar-Wai's single entry point.
 
     python build.py test [PYTEST ARGS]   set up .venv from the pins, run the tests
-    python build.py demo                 set up, run the main job on the built-in example
+    python build.py demo [ARGS]          set up, run the product in Blender on the built-in example
     python build.py bench NAME [ARGS]    set up, run benchmarks/NAME.py (synth, propagate, ...)
     python build.py extension [ARGS]     set up, build the Blender extension zips into dist/
 
@@ -75,8 +75,12 @@ def cmd_test(args):
 
 
 def cmd_demo(args):
+    import time
+
+    t0 = time.perf_counter()
     setup()
-    return in_venv(["-m", "engine.demo", *args])
+    seconds = time.perf_counter() - t0
+    return in_venv(["-m", "tools.demo", f"--setup-seconds={seconds:.1f}", *args])
 
 
 def cmd_bench(args):
