@@ -115,6 +115,59 @@ def test_legacy_zip_is_the_addon_with_its_engine(linux_zip):
     assert "wheels" not in manifest and "platforms" not in manifest
 
 
+_LEGACY_SCRIPT = """
+import os, sys
+sys.modules["numba"] = None  # as if Blender's Python had no numba
+import bpy, addon_utils, cv2, numpy
+tmp = sys.argv[2]
+bpy.ops.wm.read_homefile(use_empty=True)
+assert bpy.ops.preferences.addon_install(filepath=sys.argv[1], overwrite=True) == {"FINISHED"}
+module = addon_utils.enable("karwai", default_set=True)
+import importlib
+engine = importlib.import_module("karwai.engine_import").get_engine()
+print("ADDON", os.path.dirname(module.__file__))
+print("ENGINE", engine.__name__, engine.__file__)
+scene = bpy.context.scene
+editor = scene.sequence_editor_create()
+movie = os.path.join(tmp, "shot.mp4")
+writer = cv2.VideoWriter(movie, cv2.VideoWriter_fourcc(*"mp4v"), 24, (96, 64))
+for i in range(8):
+    writer.write(numpy.random.default_rng(i).integers(0, 255, (64, 96, 3), numpy.uint8))
+writer.release()
+editor.active_strip = editor.strips.new_movie("shot", str(movie), 1, 1)
+scene.timeline_markers.new("k", frame=2)
+bpy.ops.wm.save_as_mainfile(filepath=os.path.join(tmp, "edit.blend"))
+print("STYLIZE", bpy.ops.karwai.stylize_keyframes(strip="shot"), scene.karwai.key_for(2).path)
+try:
+    bpy.ops.karwai.propagate(strip="shot")
+    print("PROPAGATE", "finished")
+except RuntimeError as exc:
+    print("PROPAGATE", str(exc).strip().splitlines()[-1])
+"""
+
+
+def test_legacy_zip_runs_its_own_engine_and_names_a_missing_dependency(linux_zip, tmp_path):
+    """Installed the legacy way in a Blender whose Python lacks numba: painterly keys
+    work from the installed copy's engine; propagation stops, naming numba."""
+    script = tmp_path / "legacy.py"
+    script.write_text(_LEGACY_SCRIPT)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+    env.pop("PYTHONPATH", None)
+    run = subprocess.run([sys.executable, str(script), str(linux_zip.legacy), str(tmp_path)],
+                         capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines()
+                 if line.split(" ", 1)[0] in ("ADDON", "ENGINE", "STYLIZE", "PROPAGATE"))
+    addon_dir = Path(lines["ADDON"])
+    assert addon_dir.is_relative_to(tmp_path / "user") and addon_dir.name == "karwai"
+    name, path = lines["ENGINE"].split(" ", 1)
+    assert name == "karwai.engine" and Path(path) == addon_dir / "engine" / "__init__.py"
+    status, key = lines["STYLIZE"].rsplit(" ", 1)
+    assert status == "{'FINISHED'}" and Path(key).is_file()
+    assert "numba" in lines["PROPAGATE"] and "finished" not in lines["PROPAGATE"]
+
+
 # --------------------------------------------------------------------------------------
 # installed headless, run from the installed copy
 
@@ -468,3 +521,24 @@ def test_install_from_the_ui_runs_in_the_background_and_shows_progress(addon, pr
     assert op.reports[-1] == ({"WARNING"}, "Cancelled: nothing was installed")
     assert context.window_manager.timers == []
     assert not os.path.exists(deps.site_dir()) and not os.path.exists(deps.site_dir() + ".partial")
+
+
+# --------------------------------------------------------------------------------------
+# what the README says
+
+
+def test_readme_names_the_zips_the_build_makes_and_the_tested_headless_recipe(linux_zip):
+    import re
+
+    from tools import extension
+
+    readme = (ROOT / "README.md").read_text()
+    version = extension.version()
+    for platform in ("linux-x64", "windows-x64", "macos-arm64"):
+        assert f"karwai-VERSION-{platform.replace('-', '_')}.zip" in readme, platform
+    assert linux_zip.zips["linux-x64"].name.replace(version, "VERSION") in readme
+    assert linux_zip.legacy.name.replace(version, "VERSION") in readme
+    # the recipe is HEADLESS.md's, which test_headless.py runs
+    headless = (ROOT / "blender_addon" / "HEADLESS.md").read_text()
+    block = re.search(r"```bash\n(blender -b .*?)\n```", headless, re.S).group(0)
+    assert block in readme
