@@ -175,6 +175,10 @@ def download_wheels(platform, *, pins=None, cache=BUILD_DIR / "wheels", log=prin
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode != 0:
             lines = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.strip()]
+            unmatched = re.findall(r"No matching distribution found for (\S+)", "\n".join(lines))
+            if unmatched:
+                raise DownloadError(f"no {platform} wheel of {', '.join(unmatched)} "
+                                    "(pip download found none)")
             errors = [ln for ln in lines if "ERROR" in ln or "error" in ln.lower()] or lines
             raise DownloadError(f"pip download for {platform} failed:\n  "
                                 + "\n  ".join(errors[-4:]))
@@ -297,7 +301,6 @@ def build(platforms=None, *, out_dir=DIST_DIR, cache=BUILD_DIR / "wheels",
         except DownloadError as exc:
             skipped[platform] = str(exc)
             errors.append(exc)
-            log(f"skipping {platform}: {exc}")
     if not wheels:
         raise DownloadError("no platform's wheels could be downloaded:\n"
                             + "\n".join(str(e) for e in errors))
@@ -340,7 +343,7 @@ def main(argv=None):
     print(f"{'legacy add-on':16s} {result.legacy.resolve()}  "
           f"({result.legacy.stat().st_size / 1e6:.1f} MB, no wheels)")
     for platform, why in result.skipped.items():
-        print(f"not built: {platform}: {why.splitlines()[0]}")
+        print(f"not built: {platform}: {why}")
     return 0
 
 
