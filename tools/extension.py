@@ -119,18 +119,20 @@ def pinned_versions(path=REQUIREMENTS, names=BUNDLED):
 
 
 def blender_ext_tool():
-    """Path of Blender's extension command-line tool inside the installed bpy module."""
-    try:
-        import bpy  # noqa: F401 - only to find where it is installed
-    except ImportError as exc:
-        raise BuildError(f"the bpy module is not installed ({exc}); run this from .venv") from exc
-    import bpy
+    """Path of Blender's extension command-line tool inside the installed bpy module
+    (``bpy/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py``), found without
+    importing bpy."""
+    import importlib.util
 
-    scripts = Path(bpy.__file__).resolve().parents[2]  # <bpy>/<version>/scripts/modules/bpy
-    tool = scripts / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
-    if not tool.is_file():
-        raise BuildError(f"Blender's extension builder is not in this bpy: {tool}")
-    return tool
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise BuildError("the bpy module is not installed; run this with .venv's Python")
+    tools = sorted(Path(spec.submodule_search_locations[0]).glob(
+        "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+    if not tools:
+        raise BuildError(f"Blender's extension builder is not in the bpy module at "
+                         f"{spec.submodule_search_locations[0]}")
+    return tools[-1]
 
 
 # --------------------------------------------------------------------------------------
