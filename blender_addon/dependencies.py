@@ -316,14 +316,16 @@ class Installer:
             shutil.rmtree(self.partial, ignore_errors=True)
 
     def wait(self, timeout=None, interval=0.2, log=None):
-        """Poll until finished (the synchronous path); ``log(text)`` on each new message."""
+        """Poll until finished (the synchronous path); ``log(text)`` on each new step of
+        pip's, and every tenth of a download."""
         deadline = None if timeout is None else time.monotonic() + timeout
         said = None
         while True:
             state = self.poll()
-            if log is not None and state.describe() != said:
-                said = state.describe()
-                log(said)
+            step = (state.status, state.describe().split(" - ")[0], int(state.factor * 10))
+            if log is not None and step != said:
+                said = step
+                log(state.describe())
             if state.finished:
                 return state
             if deadline is not None and time.monotonic() > deadline:

@@ -298,6 +298,25 @@ def test_plan_picks_the_build_for_the_platform():
     assert command[-1] == "torch" and "--only-binary=:all:" in command
 
 
+def test_progress_comes_from_pips_output(tmp_path):
+    from blender_addon import dependencies as deps
+
+    installer = deps.Installer(deps.plan("Linux", nvidia=False), str(tmp_path / "site"))
+    assert "--progress-bar" in installer.command  # this pip writes "Progress N of TOTAL"
+    for line in ("Looking in indexes: https://download.pytorch.org/whl/cpu",
+                 "Collecting torch",
+                 "Downloading https://download.pytorch.org/whl/cpu/torch-2.9.0%2Bcpu-cp311-"
+                 "cp311-manylinux_2_28_x86_64.whl (184.6 MB)",
+                 "Progress 0 of 184600000", "Progress 92300000 of 184600000"):
+        installer._take(line)
+    assert installer.state.factor == pytest.approx(0.5)
+    assert installer.state.message.startswith("Downloading https://download.pytorch.org")
+    assert installer.state.message.endswith(" - 92 of 185 MB")
+    assert len(installer.state.message) <= 110
+    installer._take("Installing collected packages: mpmath, sympy, torch")
+    assert installer.state.message.startswith("Installing collected packages")
+
+
 def _probe_wheel(folder, version="1.0"):
     """A minimal wheel of a package ``karwai_probe`` (stands in for torch)."""
     name = f"karwai_probe-{version}"
