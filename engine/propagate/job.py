@@ -211,7 +211,7 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     ctx = _Context(source=source, flow_cache=flow_cache, settings=settings, keys=key_styles,
                    masks=mask_source, out=out, cancel=cancel, progress=progress, total=total)
 
-    job_fp = _hash(settings.fingerprint(), _folder_identity(masks) if masks else "no masks")
+    job_fp = _hash(settings.fingerprint(), _path_identity(masks) if masks else "no masks")
     # Keys first: their output is the key itself.
     for n, style in key_styles.items():
         fp = _hash("key", job_fp, key_hashes[n], identity.get(n, ""))
@@ -454,13 +454,14 @@ def _load_state(path, frames):
     return state
 
 
-def _folder_identity(folder):
-    """One string that changes when any file in ``folder`` does (for the masks)."""
+def _path_identity(path):
+    """One string that changes when the file, or any file in the folder, does (for the masks)."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     entries = []
-    for path in sorted(Path(folder).iterdir()):
-        if path.is_file():
-            st = path.stat()
-            entries.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    for file in files:
+        st = file.stat()
+        entries.append(f"{file.name}:{st.st_size}:{st.st_mtime_ns}")
     return _hash(*entries)
 
 
