@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -459,6 +460,8 @@ def worker(kind, count, seed, protocol, offset=0):
     from hypothesis import seed as hypothesis_seed
 
     faulthandler.enable()  # a segfault prints the Python stack to stderr
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # the supervisor's "where are you?"
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     from hypothesis import strategies as st
@@ -504,8 +507,6 @@ def worker(kind, count, seed, protocol, offset=0):
 
 
 def _selftest_case(kind, i):
-    import signal
-
     if kind == "selftest-crash" and i == 2:
         os.kill(os.getpid(), signal.SIGSEGV)
     if kind == "selftest-hang" and i == 1:
@@ -532,6 +533,8 @@ class Report:
     hangs: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     seconds: float = 0.0
+    slowest_s: float = 0.0
+    slowest_case: object = None
 
     @property
     def failures(self):
@@ -540,7 +543,7 @@ class Report:
     def summary(self):
         return (f"{self.kind}: {self.ran} cases ran ({self.returned} returned, {self.refused} ValueError), "
                 f"{len(self.crashes)} crashes, {len(self.hangs)} hangs, {len(self.errors)} other errors, "
-                f"in {self.seconds:.0f} s")
+                f"in {self.seconds:.0f} s (slowest case {self.slowest_s:.1f} s)")
 
 
 def _reader(stream, events):
@@ -573,7 +576,8 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
         events = queue.Queue()
         threading.Thread(target=_reader, args=(proc.stdout, events), daemon=True).start()
-        current = None
+        current = current_i = None
+        started = time.monotonic()
         first = True
         finished = False
         while True:
@@ -581,10 +585,16 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
             try:
                 event = events.get(timeout=wait)
             except queue.Empty:
-                # Stuck in a case (or, with no case, while starting or drawing one).
+                # Stuck in a case (or, with no case, while starting or drawing one):
+                # ask for the Python stacks (faulthandler, in the worker), then kill it.
+                if hasattr(signal, "SIGUSR1"):
+                    proc.send_signal(signal.SIGUSR1)
+                    time.sleep(1.0)
                 proc.kill()
                 proc.wait()
-                report.hangs.append({"case": current, "after_s": wait})
+                err.seek(0)
+                report.hangs.append({"i": current_i, "case": current, "after_s": wait,
+                                     "stacks": err.read()[-4000:]})
                 if current is not None:
                     report.ran += 1
                 if log:
@@ -592,17 +602,20 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
                 break
             kind_of = event.get("event")
             if kind_of == "start":
-                current = event["case"]
+                current, current_i, started = event["case"], event["i"], time.monotonic()
             elif kind_of == "end":
                 first = False
                 report.ran += 1
+                took = time.monotonic() - started
+                if took > report.slowest_s:
+                    report.slowest_s, report.slowest_case = took, current
                 outcome = event["outcome"]
                 if outcome == "returned":
                     report.returned += 1
                 elif outcome == "ValueError":
                     report.refused += 1
                 else:
-                    report.errors.append({"case": current, "detail": event.get("detail"),
+                    report.errors.append({"i": current_i, "case": current, "detail": event.get("detail"),
                                           "traceback": event.get("traceback")})
                     if log:
                         log(f"{kind}: ERROR {event.get('detail')} in {json.dumps(current)[:500]}")
@@ -616,7 +629,7 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
                 proc.wait()
                 if current is not None or (not finished and proc.returncode != 0):
                     err.seek(0)
-                    report.crashes.append({"case": current, "returncode": proc.returncode,
+                    report.crashes.append({"i": current_i, "case": current, "returncode": proc.returncode,
                                            "stderr": err.read()[-3000:]})
                     report.ran += 1
                     if log:

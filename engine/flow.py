@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -50,10 +51,6 @@ _PRESETS = {
 
 #: Bumped whenever cached flow would change meaning.
 CACHE_FORMAT = 1
-#: OpenCV's DIS needs frames of at least this many pixels on each side;
-#: smaller frames are padded to ``_DIS_PAD_TO``.
-_DIS_MIN_SIDE = 12
-_DIS_PAD_TO = 16
 #: Default size cap of a :class:`FlowCache` folder, in bytes (1 GiB).
 DEFAULT_MAX_BYTES = 1 << 30
 
@@ -202,13 +199,52 @@ def compute_flow(src, dst, *, params=None, dis=None):
     if dis is None:
         dis = (params or FlowParams()).create()
     h, w = a.shape
-    if h < _DIS_MIN_SIDE or w < _DIS_MIN_SIDE:
-        # DIS refuses frames under 12 pixels on a side (cv2.error): pad by
-        # replicating the border, and crop the flow back.
-        pad = ((0, max(0, _DIS_PAD_TO - h)), (0, max(0, _DIS_PAD_TO - w)))
+    ph, pw = _dis_safe_size(h, w, dis.getPatchSize(), dis.getFinestScale())
+    if (ph, pw) != (h, w):
+        # Too small for DIS's pyramid: pad by replicating the border, and crop
+        # the flow back (see _dis_safe_size).
+        pad = ((0, ph - h), (0, pw - w))
         flow = dis.calc(np.pad(a, pad, mode="edge"), np.pad(b, pad, mode="edge"), None)
         return np.ascontiguousarray(flow[:h, :w])
     return dis.calc(a, b, None)
+
+
+def _dis_coarsest_scale(h, w, patch):
+    """The coarsest pyramid level OpenCV's DIS picks for an ``h`` x ``w`` frame.
+
+    As in ``DISOpticalFlowImpl::calc`` (OpenCV 4.x), C's truncation and integer
+    division included (a short side under one patch gives a negative level).
+    """
+    by_motion = int(math.log(max(w, h) / (4.0 * patch)) / math.log(2.0) + 0.5)
+    if min(w, h) < patch:
+        return -1
+    by_patch = int(math.log(min(w, h) // patch) / math.log(2.0))
+    return min(by_motion, by_patch)
+
+
+def _dis_safe_size(h, w, patch, finest):
+    """The smallest ``(H, W) >= (h, w)`` on which DIS takes its ordinary path.
+
+    Below it, OpenCV's DIS either raises cv2.error (coarsest level below 0:
+    frames under 12 pixels a side) or, when the coarsest level falls below the
+    finest, re-picks its levels from the frame's width alone, which for a
+    short, wide frame (13x40 with the "medium" preset, 31x200 with "fast")
+    reads outside the image and crashes the process (SIGSEGV). Frames of the
+    returned size avoid both.
+    """
+    h, w = max(int(h), 1), max(int(w), 1)
+    finest = max(int(finest), 0)
+    while _dis_coarsest_scale(h, w, patch) < finest:
+        if min(w, h) < patch << finest:  # the short side limits the pyramid: grow it
+            if h <= w:
+                h += 1
+            else:
+                w += 1
+        elif w >= h:  # else the long side does
+            w += 1
+        else:
+            h += 1
+    return h, w
 
 
 def compute_flow_pair(a, b, *, params=None):

@@ -11,6 +11,11 @@ unexpected exception put there on purpose.
 The regression tests at the end pin the bugs that fuzzing found.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,6 +61,7 @@ def test_the_harness_catches_crashes_hangs_and_unexpected_errors(kind, crashes, 
         assert report.crashes[0]["case"] is not None
     if hangs:
         assert report.hangs[0]["case"] is not None
+        assert "_selftest_case" in report.hangs[0]["stacks"]  # where it was stuck
 
 
 # ---------------------------------------------------------------------------
@@ -119,3 +125,36 @@ def test_frames_under_12_pixels_a_side_propagate(tmp_path):
         cv2.imwrite(str(tmp_path / "in" / f"{t:04d}.png"), big[:, t:t + 8])
     result = propagate(tmp_path / "in", {1: big[:, 1:9, ::-1].copy()}, out=tmp_path / "out", quality="draft")
     assert [cv2.imread(str(p)).shape for p in result.frames] == [(10, 8, 3)] * 4
+
+
+def test_short_wide_frames_do_not_crash_the_flow():
+    """A 13x40 clip at draft quality killed the process with SIGSEGV inside OpenCV's
+    DIS: when its coarsest level falls below the finest ("medium" and "fast" presets),
+    DIS re-picks its pyramid from the width alone and reads outside a short frame.
+    Run in a subprocess, so that a regression fails this test instead of killing pytest."""
+    script = """
+import tempfile
+from pathlib import Path
+import cv2, numpy as np
+from engine.flow import FlowParams, compute_flow_pair
+from engine.propagate import propagate
+rng = np.random.default_rng(0)
+for preset in ("medium", "fast", "ultrafast"):
+    for hw in [(13, 40), (15, 50), (12, 100), (31, 200), (40, 13), (8, 300), (16, 44)]:
+        a = (rng.random((*hw, 3)) * 255).astype(np.uint8)
+        fwd, bwd = compute_flow_pair(a, np.roll(a, 1, axis=1), params=FlowParams.preset_only(preset))
+        assert fwd.shape == (*hw, 2) and np.isfinite(fwd).all() and np.isfinite(bwd).all()
+root = Path(tempfile.mkdtemp())
+(root / "in").mkdir()
+big = (rng.random((13, 60, 3)) * 255).astype(np.uint8)
+for t in (2, 8):
+    cv2.imwrite(str(root / "in" / f"{t:04d}.png"), big[:, t:t + 40])
+result = propagate(root / "in", {8: big[:, 8:48, ::-1].copy()}, out=root / "out", quality="draft")
+assert [cv2.imread(str(p)).shape for p in result.frames] == [(13, 40, 3)] * 2
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-2000:]}"
+    assert proc.stdout.strip().endswith("ok")
