@@ -104,6 +104,10 @@ def test_content_loss_plain_formula():
     gatys = 0.5 * np.sum((F.astype(np.float64) - P) ** 2)  # Gatys et al. eq. 1
     assert got == pytest.approx(gatys / (0.5 * np.sum(P.astype(np.float64) ** 2)), rel=1e-5)
     assert float(neural.content_loss(torch.from_numpy(P), torch.from_numpy(P))) == 0.0
+    # the precomputed denominator the optimiser passes gives the same value
+    energy = float(np.sum(P.astype(np.float64) ** 2))
+    assert float(neural.content_loss(torch.from_numpy(F), torch.from_numpy(P), target_energy=energy)) \
+        == pytest.approx(got, rel=1e-6)
 
 
 def test_style_loss_is_gatys_layer_loss_up_to_a_constant():
@@ -119,6 +123,8 @@ def test_style_loss_is_gatys_layer_loss_up_to_a_constant():
     A = neural.gram_matrix(torch.from_numpy(A_img).float())
     got = float(neural.style_loss(G, A))
     assert got == pytest.approx(np.sum((G_raw - A_raw) ** 2) / np.sum(A_raw ** 2), rel=1e-4)
+    energy = float(np.sum(A_raw ** 2)) / M ** 2
+    assert float(neural.style_loss(G, A, target_energy=energy)) == pytest.approx(got, rel=1e-5)
     # The constant only depends on the layer and the style target.
     assert got == pytest.approx(gatys_El * 4 * N ** 2 * M ** 2 / np.sum(A_raw ** 2), rel=1e-4)
 

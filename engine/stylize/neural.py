@@ -139,23 +139,32 @@ def _gram_function():
     return Gram
 
 
-def content_loss(features, target):
+def _energy(target):
+    """``sum(T^2) + eps`` as a Python float: the constant denominator of the relative losses."""
+    return float(target.detach().pow(2).sum()) + _EPS
+
+
+def content_loss(features, target, *, target_energy=None):
     """Relative squared error of the content representation.
 
     ``L = sum((F - P)^2) / sum(P^2)``: the content loss of [1]_,
     ``1/2 sum((F - P)^2)``, divided by the constant ``1/2 sum(P^2)``, so that it
-    is dimensionless and does not depend on the image size.
+    is dimensionless and does not depend on the image size. ``target_energy``
+    is ``sum(P^2)`` when already known (it is the same at every iteration).
     """
-    return (features - target).pow(2).sum() / (target.pow(2).sum() + _EPS)
+    energy = _energy(target) if target_energy is None else target_energy
+    return (features - target).pow(2).sum() / energy
 
 
-def style_loss(gram, target_gram):
+def style_loss(gram, target_gram, *, target_energy=None):
     """Relative squared error between Gram matrices of one layer.
 
     ``E = sum((G - A)^2) / sum(A^2)``: the layer loss ``E_l`` of [1]_ times a
-    constant of the layer (its per-layer weight absorbs it).
+    constant of the layer (its per-layer weight absorbs it). ``target_energy``
+    is ``sum(A^2)`` when already known.
     """
-    return (gram - target_gram).pow(2).sum() / (target_gram.pow(2).sum() + _EPS)
+    energy = _energy(target_gram) if target_energy is None else target_energy
+    return (gram - target_gram).pow(2).sum() / energy
 
 
 def tv_loss(image):
@@ -260,21 +269,28 @@ class _Objective:
         self.style_weight = style_weight
         self.tv_weight = tv_weight
         self.layers = tuple(dict.fromkeys(self.style_layers + (content_layer,)))
+        # The targets and the denominators of the relative losses are fixed for
+        # the level: computed once, without a graph.
         with torch.no_grad():
             self.content_target = model(content, [content_layer])[content_layer].detach()
+            self.content_energy = _energy(self.content_target)
             feats = model(style, self.style_layers)
             self.gram_targets = {n: gram_matrix(feats[n]).detach() for n in self.style_layers}
+            self.gram_energies = {n: _energy(g) for n, g in self.gram_targets.items()}
+            del feats
             # TV is measured relative to the content's own, so the weight means
             # the same at every pyramid level and resolution.
             self.tv_ref = max(float(tv_loss(content)), 1e-5)
 
     def __call__(self, x):
         feats = self.model(x, self.layers)
-        lc = content_loss(feats[self.content_layer], self.content_target)
+        lc = content_loss(feats[self.content_layer], self.content_target,
+                          target_energy=self.content_energy)
         ls = 0.0
         for name, wl in zip(self.style_layers, self.layer_weights):
             if wl != 0.0:
-                ls = ls + wl * style_loss(gram_matrix(feats[name]), self.gram_targets[name])
+                ls = ls + wl * style_loss(gram_matrix(feats[name]), self.gram_targets[name],
+                                          target_energy=self.gram_energies[name])
         total = self.content_weight * lc + self.style_weight * ls
         if self.tv_weight:
             total = total + (self.tv_weight / self.tv_ref) * tv_loss(x)
