@@ -158,3 +158,19 @@ print("ok")
                           timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-2000:]}"
     assert proc.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("shape", [(0, 20, 3), (19, 0, 3), (0, 0, 4)])
+def test_an_empty_key_is_a_clear_error(tmp_path, shape):
+    """An empty key array raised ZeroDivisionError while its aspect was compared."""
+    import cv2
+
+    from engine.propagate import propagate
+
+    (tmp_path / "in").mkdir()
+    frame = (np.random.default_rng(3).random((19, 20, 3)) * 255).astype(np.uint8)
+    for t in (1, 2):
+        cv2.imwrite(str(tmp_path / "in" / f"{t:04d}.png"), frame)
+    with pytest.raises(ValueError, match="keyframe is empty"):
+        propagate(tmp_path / "in", {1: np.zeros(shape, np.uint8)}, out=tmp_path / "out", quality="draft")
+    assert not list((tmp_path / "out").glob("*.png"))

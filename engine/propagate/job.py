@@ -525,6 +525,8 @@ def _fit_key(image, hw, key_fit, what):
         raise ValueError(f"{what}: keyframe must be RGB or RGBA, got shape {image.shape}")
     h, w = hw
     kh, kw = image.shape[:2]
+    if kh == 0 or kw == 0:
+        raise ValueError(f"{what}: keyframe is empty ({kw}x{kh} pixels)")
     if (kh, kw) == (h, w):
         return image
     aspect_error = abs((kw / kh) / (w / h) - 1.0)
