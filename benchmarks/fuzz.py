@@ -299,6 +299,8 @@ def describe(value, depth=0):
     if isinstance(value, dict):
         return {str(k): describe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
+            return list(value)  # e.g. a shape
         if depth > 1 or len(value) > 8:
             return f"{type(value).__name__} of {len(value)}"
         return [describe(v, depth + 1) for v in value]
