@@ -103,6 +103,10 @@ def _strategies():
 
     sizes = st.integers(7, 40)
 
+    def channels(x):
+        shape = np.shape(x)
+        return shape[2] if len(shape) == 3 and shape[2] > 0 else 1
+
     @st.composite
     def synth_cases(draw):
         hs, ws = draw(sizes), draw(sizes)
@@ -157,11 +161,13 @@ def _strategies():
                 case["target_guides"][g] = hostile_array(draw, (ht, wt), 2)
             elif what == "guide size" and case["target_guides"]:
                 side = draw(st.sampled_from(["source_guides", "target_guides"]))
-                old = case[side][g]
-                case[side][g] = array(draw, (old.shape[0] + draw(st.integers(1, 5)), *old.shape[1:]), "uint8")
+                old = np.shape(case[side][g])
+                if len(old) == 3:  # (an earlier mutation may have broken it already)
+                    case[side][g] = array(draw, (old[0] + draw(st.integers(1, 5)), *old[1:]), "uint8")
             elif what == "guide channels" and case["target_guides"]:
-                old = case["target_guides"][g]
-                case["target_guides"][g] = array(draw, (*old.shape[:2], old.shape[2] % 4 + 1), "uint8")
+                old = np.shape(case["target_guides"][g])
+                if len(old) == 3:
+                    case["target_guides"][g] = array(draw, (*old[:2], old[2] % 4 + 1), "uint8")
             elif what == "guide count":
                 case["target_guides"] = case["target_guides"][:-1]
             elif what == "no guides":
@@ -200,9 +206,9 @@ def _strategies():
                 small = (draw(st.integers(1, 4)), draw(st.integers(1, 40)))
                 if side == "style":
                     case["style"] = array(draw, (*small, cs), "uint8")
-                    case["source_guides"] = [array(draw, (*small, s.shape[2]), "uint8") for s in case["source_guides"]]
+                    case["source_guides"] = [array(draw, (*small, channels(s)), "uint8") for s in case["source_guides"]]
                 else:
-                    case["target_guides"] = [array(draw, (*small, t.shape[2]), "uint8") for t in case["target_guides"]]
+                    case["target_guides"] = [array(draw, (*small, channels(t)), "uint8") for t in case["target_guides"]]
                     case.pop("init_nnf", None)
             elif what == "extra pass":
                 case["extra_pass_3x3"] = draw(st.sampled_from([None, "yes", 2]))
@@ -632,7 +638,9 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
                 if current is not None or (not finished and proc.returncode != 0):
                     err.seek(0)
                     report.crashes.append({"i": current_i, "case": current, "returncode": proc.returncode,
-                                           "stderr": err.read()[-3000:]})
+                                           "stderr": err.read()[-3000:],
+                                           **({} if current is not None else
+                                              {"note": "the worker died outside any case: a harness bug"})})
                     report.ran += 1
                     if log:
                         log(f"{kind}: CRASH (exit {proc.returncode}) in {json.dumps(current)[:500]}")
