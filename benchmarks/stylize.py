@@ -133,6 +133,11 @@ def load_average():
         return "load average unavailable"
 
 
+def cpu_note(cpu, seconds):
+    """CPU seconds of this process (all threads) and the cores it kept busy on average."""
+    return f"CPU {cpu:.1f} s, {cpu / max(seconds, 1e-9):.2f} cores busy on average"
+
+
 def verdict(seconds, bar):
     return f"bar <= {bar:g} s: {'met' if seconds <= bar else 'NOT met'}"
 
@@ -177,12 +182,13 @@ def bench_neural(frame, style, weights, device, iterations, runs):
     best = None
     for r in range(runs):
         clock = StepClock()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         stylize(frame, method="neural", style_image=style, iterations=iterations,
                 weights=weights, device=device, progress=clock)
-        seconds = time.perf_counter() - t0
-        print(f"  run {r + 1}: {seconds:.1f} s, loss {clock.losses[0]:.4g} at the first "
-              f"iteration -> {clock.losses[-1]:.4g} at the last; {load_average()}")
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        print(f"  run {r + 1}: {seconds:.1f} s ({cpu_note(cpu, seconds)}), loss "
+              f"{clock.losses[0]:.4g} at the first iteration -> {clock.losses[-1]:.4g} at the "
+              f"last; {load_average()}")
         if best is None or seconds < best[0]:
             best = (seconds, clock)
     seconds, clock = best
@@ -212,12 +218,13 @@ def bench_deepdream(frame, weights, device, runs):
     times = []
     for r in range(runs):
         clock = StepClock()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         stylize(frame, method="deepdream", octaves=octaves, weights=weights, device=device,
                 progress=clock)
         times.append(time.perf_counter() - t0)
-        print(f"  run {r + 1}: {times[-1]:.1f} s, activation {clock.losses[0]:.4g} -> "
-              f"{clock.losses[-1]:.4g}; {load_average()}")
+        cpu = time.process_time() - cpu0
+        print(f"  run {r + 1}: {times[-1]:.1f} s ({cpu_note(cpu, times[-1])}), activation "
+              f"{clock.losses[0]:.4g} -> {clock.losses[-1]:.4g}; {load_average()}")
     seconds = min(times)
     print(f"  deepdream {seconds:.1f} s per keyframe; {verdict(seconds, BARS['deepdream'])}")
     return seconds
