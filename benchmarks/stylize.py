@@ -281,18 +281,20 @@ def main(argv=None):
     else:
         style, style_desc = default_style()
 
+    # The engine's VGG module is imported before torch, as the engine itself does: it
+    # chooses OMP_WAIT_POLICY (unless set) before OpenMP starts.
+    from engine.stylize import vgg  # noqa: F401
     import torch
 
     print(f"frame: {frame_desc} ({frame.shape[1]}x{frame.shape[0]})")
     print(f"cores: {os.cpu_count()}, torch {torch.__version__} with {torch.get_num_threads()} "
-          f"threads; {load_average()}")
+          f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, NNPACK "
+          f"{'used' if vgg.nnpack_available() else 'not available'}; {load_average()}")
     if "painterly" in sections:
         bench_painterly(frame, args.painterly_runs)
 
     torch_sections = [s for s in sections if s in ("neural", "deepdream")]
     if torch_sections:
-        from engine.stylize import vgg
-
         if args.device:
             devices = [d.strip() for d in args.device.split(",") if d.strip()]
         else:

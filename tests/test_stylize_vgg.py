@@ -289,6 +289,23 @@ def test_resolve_device():
 needs_nnpack = pytest.mark.skipif(not vgg.nnpack_available(), reason="torch built without NNPACK")
 
 
+@pytest.fixture
+def nnpack_threads():
+    """Run with torch's thread count equal to NNPACK's pool (sized by whichever test used it first)."""
+    n = torch.get_num_threads()
+    if vgg._nnpack_pool_threads is not None:
+        torch.set_num_threads(vgg._nnpack_pool_threads)
+    yield
+    torch.set_num_threads(n)
+
+
+def count_nnpack_calls(monkeypatch):
+    calls = []
+    real_apply = vgg._NNPACKConv3x3.apply
+    monkeypatch.setattr(vgg._NNPACKConv3x3, "apply", lambda *a: calls.append(1) or real_apply(*a))
+    return calls
+
+
 @needs_nnpack
 @pytest.mark.parametrize("cin,cout,h,w", [(3, 8, 24, 30), (8, 16, 23, 41), (16, 4, 32, 32)])
 def test_nnpack_convolution_and_input_gradient_match_conv2d(cin, cout, h, w):
@@ -312,11 +329,12 @@ def test_nnpack_convolution_and_input_gradient_match_conv2d(cin, cout, h, w):
 
 
 @needs_nnpack
-def test_loaded_cpu_model_uses_nnpack_and_matches_torch_kernels(tmp_path):
+def test_loaded_cpu_model_uses_nnpack_and_matches_torch_kernels(tmp_path, nnpack_threads, monkeypatch):
     path = tmp_path / "w.pth"
     write_weights(path)
     model = vgg.load_vgg19(path, upto="conv5_1", pooling="avg", device="cpu")
     assert model._nnpack, "the CPU model should run its convolutions on NNPACK"
+    calls = count_nnpack_calls(monkeypatch)
     reference = vgg.VGG19(SMALL_WIDTHS[:13], last=vgg.layer_index("conv5_1"), pooling="avg")
     reference.load_state_dict(vgg.load_state_dict(str(path), last=vgg.layer_index("conv5_1")))
     reference.eval().requires_grad_(False)
@@ -334,6 +352,8 @@ def test_loaded_cpu_model_uses_nnpack_and_matches_torch_kernels(tmp_path):
         (grad,) = torch.autograd.grad(loss, xx)
         outs.append(feats)
         grads.append(grad)
+    # conv1_1 to conv2_2 (48x64 and 24x32 maps) ran on NNPACK, the smaller maps on torch's kernels
+    assert len(calls) == 4
     for name in layers:
         torch.testing.assert_close(outs[0][name], outs[1][name], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-7)
@@ -351,3 +371,20 @@ def test_weights_that_need_gradients_keep_torch_kernels(tmp_path):
     out.sum().backward()
     assert net.features[0].weight.grad is not None
     assert net.features[0].weight.grad.abs().sum() > 0
+
+
+@needs_nnpack
+def test_nnpack_is_left_when_torch_threads_differ_from_its_pool(tmp_path, nnpack_threads, monkeypatch):
+    path = tmp_path / "w.pth"
+    write_weights(path)
+    model = vgg.load_vgg19(path, upto="conv2_1", device="cpu")
+    calls = count_nnpack_calls(monkeypatch)
+    x = torch.rand(1, 3, 32, 32)
+    expected = model(x, ["conv2_1"])["conv2_1"]
+    assert calls, "NNPACK should run while torch's thread count is its pool's"
+    calls.clear()
+    # NNPACK's pool keeps the size it was created with; torch's setting moved on.
+    monkeypatch.setattr(vgg, "_nnpack_pool_threads", torch.get_num_threads() + 1)
+    out = model(x, ["conv2_1"])["conv2_1"]
+    assert not calls
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)

@@ -124,9 +124,9 @@ def stylize_deepdream(
     numpy.ndarray
         ``HxWx3`` uint8 RGB of the frame's size.
     """
-    import torch
+    from . import vgg  # first: it may set OMP_WAIT_POLICY before torch starts OpenMP
 
-    from . import vgg
+    import torch
 
     if isinstance(layers, str):
         layers = tuple(s.strip() for s in layers.split(",") if s.strip())

@@ -577,9 +577,9 @@ def stylize_neural(
     Cancelled
         When ``cancel`` fired.
     """
-    import torch
+    from . import vgg  # first: it may set OMP_WAIT_POLICY before torch starts OpenMP
 
-    from . import vgg
+    import torch
 
     params = dict(
         iterations=iterations, content_weight=content_weight, style_weight=style_weight,

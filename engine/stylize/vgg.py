@@ -10,16 +10,30 @@ the same keys (as the tests write) loads through the same code.
 Weights come from, in order: an explicit path; the torch hub cache
 (``torch.hub.get_dir()/checkpoints/vgg19-dcbbb10b.pth``); a download into that
 cache where the network allows.
+
+On the CPU the convolutions run on NNPACK (see :meth:`VGG19.use_nnpack`), whose
+thread pool takes turns with torch's OpenMP threads. By default OpenMP (GNU
+libgomp) keeps its idle threads spinning for a while after every parallel
+region, which takes a core away from NNPACK's threads; so, when this module is
+the first to import torch in the process and ``OMP_WAIT_POLICY`` is not set, it
+sets ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep at once). On two
+cores that made an optimisation step at 160x90 and 320x180 about 15 % faster
+(pure-torch code was 3 % slower). Set ``OMP_WAIT_POLICY`` yourself to choose
+otherwise; the variable is read once, when OpenMP starts with torch.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 
-import torch
-from torch import nn
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 __all__ = [
     "WEIGHTS_FILENAME",
@@ -116,6 +130,28 @@ def nnpack_available():
         return False
 
 
+# torch sizes NNPACK's thread pool once, with torch.get_num_threads() at the
+# first NNPACK convolution of the process, and never resizes it.
+_nnpack_pool_threads = None
+_nnpack_pool_lock = threading.Lock()
+
+
+def _nnpack_threads_match():
+    """True while ``torch.get_num_threads()`` is the size of NNPACK's thread pool.
+
+    After ``torch.set_num_threads(n)`` with another ``n`` NNPACK would still use
+    its old pool, so the convolutions go back to torch's kernels, which follow
+    the setting.
+    """
+    global _nnpack_pool_threads
+    threads = torch.get_num_threads()
+    if _nnpack_pool_threads is None:
+        with _nnpack_pool_lock:
+            if _nnpack_pool_threads is None:
+                _nnpack_pool_threads = threads
+    return threads == _nnpack_pool_threads
+
+
 class _NNPACKConv3x3(torch.autograd.Function):
     """3x3 convolution (stride 1, padding 1) with frozen weights, by NNPACK's Winograd transform.
 
@@ -196,7 +232,8 @@ class VGG19(nn.Module):
         pixels, and any whose weights require a gradient, keep torch's kernels.
         Tensors stay in the NCHW layout NNPACK needs. NNPACK has its own
         thread pool, sized by ``torch.get_num_threads()`` at its first use in
-        the process.
+        the process; while the setting differs from that size, torch's kernels
+        are used instead.
 
         Returns
         -------
@@ -220,7 +257,8 @@ class VGG19(nn.Module):
             return module(h)
         fast = self._nnpack.get(idx)
         if (fast is not None and h.shape[-2] * h.shape[-1] >= NNPACK_MIN_PIXELS
-                and not module.weight.requires_grad and h.dtype == torch.float32):
+                and not module.weight.requires_grad and h.dtype == torch.float32
+                and _nnpack_threads_match()):
             return _NNPACKConv3x3.apply(h, *fast)
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
