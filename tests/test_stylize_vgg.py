@@ -299,6 +299,16 @@ def nnpack_threads():
     torch.set_num_threads(n)
 
 
+def assert_close_at_scale(actual, expected, *, rel=1e-4):
+    """Compare two convolution algorithms' results.
+
+    Winograd (NNPACK) and direct convolution round differently, so an element near zero can
+    differ by a large relative amount; the error is bounded relative to the tensor's scale.
+    """
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * scale)
+
+
 def count_nnpack_calls(monkeypatch):
     calls = []
     real_apply = vgg._NNPACKConv3x3.apply
@@ -355,8 +365,8 @@ def test_loaded_cpu_model_uses_nnpack_and_matches_torch_kernels(tmp_path, nnpack
     # conv1_1 to conv2_2 (48x64 and 24x32 maps) ran on NNPACK, the smaller maps on torch's kernels
     assert len(calls) == 4
     for name in layers:
-        torch.testing.assert_close(outs[0][name], outs[1][name], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-7)
+        assert_close_at_scale(outs[0][name], outs[1][name])
+    assert_close_at_scale(grads[0], grads[1], rel=1e-3)
     assert grads[0].abs().sum() > 0
 
 
@@ -379,7 +389,7 @@ def test_nnpack_is_left_when_torch_threads_differ_from_its_pool(tmp_path, nnpack
     write_weights(path)
     model = vgg.load_vgg19(path, upto="conv2_1", device="cpu")
     calls = count_nnpack_calls(monkeypatch)
-    x = torch.rand(1, 3, 32, 32)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(11))
     expected = model(x, ["conv2_1"])["conv2_1"]
     assert calls, "NNPACK should run while torch's thread count is its pool's"
     calls.clear()
@@ -387,4 +397,4 @@ def test_nnpack_is_left_when_torch_threads_differ_from_its_pool(tmp_path, nnpack
     monkeypatch.setattr(vgg, "_nnpack_pool_threads", torch.get_num_threads() + 1)
     out = model(x, ["conv2_1"])["conv2_1"]
     assert not calls
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    assert_close_at_scale(out, expected)
