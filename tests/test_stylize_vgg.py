@@ -305,7 +305,7 @@ def assert_close_at_scale(actual, expected, *, rel=1e-4):
     Winograd (NNPACK) and direct convolution round differently, so an element near zero can
     differ by a large relative amount; the error is bounded relative to the tensor's scale.
     """
-    scale = float(expected.abs().max())
+    scale = float(expected.detach().abs().max())
     torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * scale)
 
 
