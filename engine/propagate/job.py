@@ -330,9 +330,18 @@ class _Pass:
 def _run_span(ctx, span, work):
     """Compute and write one span's frames, resuming from ``work`` states."""
     if span.kind == "before":
-        return _single_pass(ctx, _Pass(ctx, span.key_b), list(reversed(span.frames)), work / "bwd_state.npz")
-    if span.kind == "after":
-        return _single_pass(ctx, _Pass(ctx, span.key_a), list(span.frames), work / "fwd_state.npz")
+        computed = _single_pass(ctx, _Pass(ctx, span.key_b), list(reversed(span.frames)), work,
+                                work / "bwd_state.npz")
+    elif span.kind == "after":
+        computed = _single_pass(ctx, _Pass(ctx, span.key_a), list(span.frames), work, work / "fwd_state.npz")
+    else:
+        computed = _between_keys(ctx, span, work)
+    _finish_span(ctx, span, work)
+    return computed
+
+
+def _between_keys(ctx, span, work):
+    """Both passes between two keys, blended; the results go to ``work``."""
 
     from . import blend
 
@@ -373,7 +382,7 @@ def _run_span(ctx, span, work):
                                          flow_to_previous=to_prev if choice is not None else None)
             blended = blend.blend_passes(fwd_image, result.image, choice)
         image = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        ctx.write_output(n, image)
+        _save(work / f"pass_{n}.npz", image=image)
         if choice is not None:
             state["choice"] = choice
         _save(bwd_state_path, **state)
@@ -383,17 +392,70 @@ def _run_span(ctx, span, work):
     return computed
 
 
-def _single_pass(ctx, one_pass, order, state_path):
+def _single_pass(ctx, one_pass, order, work, state_path):
     state = _load_state(state_path, order) or one_pass.initial_state()
     start = 0 if state["n"] == one_pass.key_number else order.index(state["n"]) + 1
     ctx.done += start
     for n in order[start:]:
         result, state, _ = one_pass.step(state, n)
-        ctx.write_output(n, result.image)
+        _save(work / f"pass_{n}.npz", image=result.image)
         _save(state_path, **state)
         ctx.done += 1
         ctx.report(f"frame {n}: from key {one_pass.key_number}")
     return len(order) - start
+
+
+def _finish_span(ctx, span, work):
+    """Smooth a span's pass results along the flow both ways, restore their detail, write them.
+
+    The recursive filter starts from the key at each end of the span that has
+    one, so the frames next to a key follow it. Deterministic, and cheap next to
+    the passes, so a resumed job simply runs it again over the whole span.
+    """
+    from . import refine
+
+    settings = ctx.settings
+    strength = float(settings.temporal_smoothing)
+    frames = list(span.frames)
+
+    def pass_image(n):
+        with np.load(work / f"pass_{n}.npz") as data:
+            return data["image"]
+
+    def smooth(n, image, neighbour, neighbour_image):
+        if neighbour is None or strength == 0.0:
+            return image.astype(np.float32)
+        to_neighbour, from_neighbour = ctx.flows(n, neighbour)
+        return refine.smoothing_step(image, neighbour_image, to_neighbour, from_neighbour, strength=strength)
+
+    # Forward in time; the results wait on disk for the backward sweep.
+    neighbour = span.key_a
+    previous = None if neighbour is None else ctx.keys[neighbour]
+    for n in frames:
+        ctx.check_cancel()
+        previous = smooth(n, pass_image(n), neighbour, previous)
+        _save(work / f"smooth_{n}.npz", image=previous.astype(np.float16))
+        neighbour = n
+
+    ratios = {k: refine.detail_ratio(ctx.keys[k], ctx.source.read(k)) for k in (span.key_a, span.key_b)
+              if k is not None and settings.restore_detail}
+    neighbour = span.key_b
+    following = None if neighbour is None else ctx.keys[neighbour]
+    for n in reversed(frames):
+        ctx.check_cancel()
+        following = smooth(n, pass_image(n), neighbour, following)
+        neighbour = n
+        with np.load(work / f"smooth_{n}.npz") as data:
+            image = (data["image"].astype(np.float32) + following) * np.float32(0.5)
+        if ratios:
+            if len(ratios) == 2:
+                t = (n - span.key_a) / float(span.key_b - span.key_a)
+                ratio = (1.0 - t) * ratios[span.key_a] + t * ratios[span.key_b]
+            else:
+                (ratio,) = ratios.values()
+            image = refine.restore_detail(image, ctx.source.read(n), ratio)
+        ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8))
+        ctx.report(f"frame {n}: finished")
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from ..guides import GuideWeights
 __all__ = ["JobSettings", "QUALITY_PRESETS", "ALGORITHM_VERSION"]
 
 #: Bumped whenever a change makes old outputs invalid, so a resume recomputes.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 
 #: How much work each preset does per frame. ``synth`` goes to ``synthesize``
 #: on top of the warm schedule; ``flow`` picks the optical-flow settings.
@@ -48,6 +48,14 @@ class JobSettings:
         by more than 1 %. Keys of the same aspect are resized, with a warning.
     seed : int
         Seed of the synthesis; the output is deterministic for a given seed.
+    temporal_smoothing : float
+        Strength, in [0, 1), of the recursive filter along the optical flow
+        that runs over each span's frames in both directions and removes
+        flicker (0.8 by default; 0 turns it off). See :mod:`.refine`.
+    restore_detail : bool
+        Scale each frame's detail bands towards the detail the keys predict,
+        undoing the softening of synthesis, blending and smoothing (default
+        true). See :mod:`.refine`.
     """
 
     quality: str = "balanced"
@@ -55,6 +63,8 @@ class JobSettings:
     blend: str = "weighted"
     key_fit: str = "refuse"
     seed: int = 0
+    temporal_smoothing: float = 0.8
+    restore_detail: bool = True
 
     def __post_init__(self):
         if self.quality not in QUALITY_PRESETS:
@@ -67,6 +77,12 @@ class JobSettings:
             raise ValueError(f"key_fit must be one of {', '.join(KEY_FITS)}, got {self.key_fit!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        smoothing = self.temporal_smoothing
+        if (isinstance(smoothing, bool) or not isinstance(smoothing, (int, float))
+                or not 0.0 <= smoothing < 1.0):
+            raise ValueError(f"temporal_smoothing must be a number in [0, 1), got {smoothing!r}")
+        if not isinstance(self.restore_detail, bool):
+            raise ValueError(f"restore_detail must be true or false, got {self.restore_detail!r}")
 
     @property
     def synth_params(self):
