@@ -257,7 +257,7 @@ class KARWAI_PT_settings(_Panel, bpy.types.Panel):
 
 
 class KARWAI_PT_advanced(_Panel, bpy.types.Panel):
-    """Guide weights of the propagation"""
+    """Guide weights and finishing of the propagation"""
 
     bl_idname = "KARWAI_PT_advanced"
     bl_label = "Advanced"
@@ -267,10 +267,13 @@ class KARWAI_PT_advanced(_Panel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
-        weights = scene_settings(compat.sequencer_scene(context)).weights
+        settings = scene_settings(compat.sequencer_scene(context))
         layout.label(text="Guide Weights")
         for name in ("colour", "edge", "positional", "temporal", "style"):
-            layout.prop(weights, name)
+            layout.prop(settings.weights, name)
+        layout.label(text="Finishing")
+        layout.prop(settings, "temporal_smoothing")
+        layout.prop(settings, "restore_detail")
 
 
 CLASSES = (KARWAI_UL_keyframes, KARWAI_PT_main, KARWAI_PT_keyframes, KARWAI_PT_settings,

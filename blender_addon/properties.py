@@ -134,6 +134,14 @@ class KARWAI_PG_settings(bpy.types.PropertyGroup):
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
                           description="Speed against quality of the propagation")
     weights: PointerProperty(type=KARWAI_PG_weights)
+    temporal_smoothing: FloatProperty(
+        name="Temporal Smoothing", default=0.8, min=0.0, max=0.99,
+        description="Strength of the filter along the motion that removes flicker between "
+                    "frames (0: off)")
+    restore_detail: BoolProperty(
+        name="Restore Detail", default=True,
+        description="Bring the frames between keys back to the keys' amount of detail, "
+                    "undoing the softening of patch synthesis")
     mask_strip: StringProperty(
         name="Mask", default="",
         description="Optional strip whose frames mask the style (white: stylized; outside "

@@ -165,6 +165,10 @@ class Snapshot:
         ``"draft"``, ``"balanced"`` or ``"best"``.
     weights : dict
         Guide weights ``{colour, edge, positional, temporal, style}``.
+    temporal_smoothing : float
+        Strength of the two-way filter along the flow (0: off).
+    restore_detail : bool
+        Whether each frame's detail is scaled towards the keys'.
     threads : int
         Worker threads for the engine (0: all cores).
     device, vgg_weights : str
@@ -182,6 +186,8 @@ class Snapshot:
     mask: ClipPlan | None = None
     quality: str = "balanced"
     weights: dict = dataclasses.field(default_factory=dict)
+    temporal_smoothing: float = 0.8
+    restore_detail: bool = True
     threads: int = 0
     device: str = "auto"
     vgg_weights: str = ""
@@ -622,7 +628,9 @@ def run_propagate(snapshot, *, engine, report, cancel):
     keys = {k.number: k.path for k in snapshot.keys}
     # The engine's one settings record of a propagation job (as the CLI builds it too).
     settings = engine.JobSettings(quality=snapshot.quality,
-                                  weights=engine.guides.GuideWeights(**snapshot.weights))
+                                  weights=engine.guides.GuideWeights(**snapshot.weights),
+                                  temporal_smoothing=float(snapshot.temporal_smoothing),
+                                  restore_detail=bool(snapshot.restore_detail))
     cache = os.path.join(snapshot.cache_dir, "propagate",
                          hashlib.sha256(os.path.abspath(final).encode()).hexdigest()[:16])
     try:

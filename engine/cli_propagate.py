@@ -38,6 +38,11 @@ def add_propagate_parser(subparsers):
         p.add_argument(f"--weight-{name}", type=float, default=default, metavar="W",
                        help=f"weight of the {name} {'term' if name == 'style' else 'guide'} (default {default})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temporal-smoothing", type=float, default=0.8, metavar="S",
+                   help="strength in [0, 1) of the filter along the optical flow that removes flicker "
+                        "(default 0.8; 0 turns it off)")
+    p.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
+                   help="keep the synthesized frames' detail as it is, without scaling it towards the keys'")
     p.add_argument("--cache-dir", metavar="DIR", help="flow cache and pass states (default OUT/.karwai-cache)")
     p.add_argument("--keep-cache", action="store_true",
                    help="keep the flow cache after a successful job, for re-runs with changed keys "
@@ -77,7 +82,8 @@ def run_propagate(args):
         weights = GuideWeights(colour=args.weight_colour, edge=args.weight_edge, positional=args.weight_positional,
                                temporal=args.weight_temporal, style=args.weight_style)
         settings = JobSettings(quality=args.quality, weights=weights, blend=args.blend, key_fit=args.key_fit,
-                               seed=args.seed)
+                               seed=args.seed, temporal_smoothing=args.temporal_smoothing,
+                               restore_detail=args.restore_detail)
 
         def progress(done, total, message):
             nonlocal bar
