@@ -286,6 +286,8 @@ def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
     bpy.ops.karwai.add_keyframe(strip="seq", frame=4)
     scene.karwai.quality = "best"
     scene.karwai.weights.temporal = 2.5
+    scene.karwai.temporal_smoothing = 0.5
+    scene.karwai.restore_detail = False
     snap = _build("propagate", strip_name="seq")
     lines = []
     calls = []
@@ -294,6 +296,7 @@ def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
     (call,) = calls
     assert call["settings"].quality == "best"
     assert call["settings"].weights.temporal == 2.5 and call["settings"].weights.colour == 6.0
+    assert call["settings"].temporal_smoothing == 0.5 and call["settings"].restore_detail is False
     assert call["frames"] == str(media["images"])  # the folder holds exactly the strip's frames
     assert call["keys"] == {4: str(Path(snap.out_dir) / "keys" / "key_000004.png")}
     assert call["out"] == str(Path(snap.out_dir) / "frames.partial")
