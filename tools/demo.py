@@ -116,23 +116,6 @@ def mp4_tracks(path):
     return tracks
 
 
-def read_video(path):
-    """All frames of a video file as RGB arrays (OpenCV)."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise DemoError(f"cannot open {path}")
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    return frames
-
-
 def _small(image):
     import cv2
 
@@ -279,7 +262,8 @@ def check(mp4, source_frames, size, keys, painterly_filter):
     seconds = len(source_frames) / 24
     if audio[0].get("codec") != "mp4a" or abs(audio[0].get("seconds", 0.0) - seconds) > 0.2:
         raise DemoError(f"{mp4}: sound track {audio[0]}, expected AAC (mp4a) of {seconds:.2f} s")
-    frames = read_video(mp4)
+    video_source = engine.open_frames(mp4)
+    frames = [video_source.read(n) for n in video_source.frame_numbers]
     facts["frames"] = len(frames)
     if len(frames) != len(source_frames):
         raise DemoError(f"{mp4}: {len(frames)} frames, expected {len(source_frames)}")

@@ -20,7 +20,7 @@ Two steps finish a span's frames:
    ``kappa`` of the key's mean absolute band value to its frame's. For frame
    ``t`` the expected detail is ``kappa * E|frame_t band|``, with ``kappa``
    interpolated between the span's keys. This predicts the detail of the
-   stylized frame within 2 % on the test clips. Each band of the output is
+   stylized frame within about 3 % on two of the test clips. Each band of the output is
    scaled by a global gain towards that prediction (never below 1).
 
 The per-band targets trade sharpness against fidelity. The finest band

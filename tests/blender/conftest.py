@@ -250,3 +250,53 @@ def check_polls(walls, cpus):
     assert ordered[-1] <= 0.050, f"slowest poll {ordered[-1] * 1000:.1f} ms"
     return (f"{len(walls)} polls: slowest {ordered[-1] * 1000:.2f} ms wall, "
             f"{max(cpus) * 1000:.2f} ms CPU")
+
+
+# --------------------------------------------------------------------------------------
+# modal operators fed timer events as Blender's window manager feeds them
+
+
+class FakeTimer:
+    pass
+
+
+class FakeWindowManager:
+    """Records the timers and modal handlers an operator adds."""
+
+    windows = ()
+
+    def __init__(self):
+        self.timers = []
+        self.handlers = []
+
+    def event_timer_add(self, interval, window=None):
+        timer = FakeTimer()
+        timer.interval = interval
+        self.timers.append(timer)
+        return timer
+
+    def event_timer_remove(self, timer):
+        self.timers.remove(timer)
+
+    def modal_handler_add(self, operator):
+        self.handlers.append(operator)
+        return True
+
+
+class FakeContext:
+    """bpy.context with a window manager that records timers and handlers."""
+
+    def __init__(self):
+        object.__setattr__(self, "window_manager", FakeWindowManager())
+        object.__setattr__(self, "window", None)
+        object.__setattr__(self, "screen", None)
+
+    def __getattr__(self, name):
+        import bpy
+
+        return getattr(bpy.context, name)
+
+
+class FakeEvent:
+    def __init__(self, type, value="NOTHING", timer=None):  # noqa: A002 - Blender's name
+        self.type, self.value, self.timer = type, value, timer

@@ -31,7 +31,7 @@ def mp4_handlers(path):
 
 
 def test_recipe_renders_the_stylized_sequence_with_sound(saved, media):
-    import cv2
+    from engine import open_frames
 
     command, expr = recipe()
     assert command.startswith("blender -b edit.blend ")
@@ -57,14 +57,8 @@ def test_recipe_renders_the_stylized_sequence_with_sound(saved, media):
     video = blend.parent / "render" / "shot.mp4"
     assert video.is_file()
     assert {"vide", "soun"} <= mp4_handlers(video)
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
+    source = open_frames(video)
+    frames = [source.read(n) for n in source.frame_numbers]
     assert len(frames) == N
     assert frames[0].shape == (H, W, 3)
 
@@ -73,12 +67,7 @@ def test_recipe_renders_the_stylized_sequence_with_sound(saved, media):
     assert result.name == "shot (Kar-Wai)" and result.channel == 3
     key = read_rgb(scene.karwai.key_for(19).path)
     rendered = frames[19 - 1].astype(int)
-    source = cv2.VideoCapture(str(media["movie"]))
-    for _ in range(19):
-        source_ok, source_bgr = source.read()
-    source.release()
-    assert source_ok
-    original = cv2.cvtColor(source_bgr, cv2.COLOR_BGR2RGB).astype(int)
+    original = open_frames(media["movie"]).read(19).astype(int)
     # the render shows the stylized key, not the source (H.264 is lossy: compare 8x8 means)
     def blocks(image):
         grey = image.astype(float) @ [0.299, 0.587, 0.114]

@@ -18,7 +18,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import (ROOT, ui_context, write_movie)  # noqa: E402
+from conftest import ROOT, FakeContext, FakeEvent, ui_context, write_movie  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -449,39 +449,6 @@ def test_failed_install_says_why_and_leaves_nothing(addon, probe, monkeypatch):
         bpy.ops.karwai.install_torch()
 
 
-class _Timer:
-    pass
-
-
-class _WindowManager:
-    windows = ()
-
-    def __init__(self):
-        self.timers, self.handlers = [], []
-
-    def event_timer_add(self, interval, window=None):
-        timer = _Timer()
-        self.timers.append(timer)
-        return timer
-
-    def event_timer_remove(self, timer):
-        self.timers.remove(timer)
-
-    def modal_handler_add(self, operator):
-        self.handlers.append(operator)
-
-
-class _Context:
-    def __init__(self):
-        self.window_manager = _WindowManager()
-        self.window = None
-
-
-class _Event:
-    def __init__(self, type, value="NOTHING", timer=None):  # noqa: A002 - Blender's name
-        self.type, self.value, self.timer = type, value, timer
-
-
 def _modal_probe(monkeypatch):
     """The real operator's methods on a plain object, run as the UI runs them."""
     from blender_addon.operators import install_torch
@@ -507,7 +474,7 @@ def test_install_from_the_ui_runs_in_the_background_and_shows_progress(addon, pr
     from blender_addon import preferences
 
     deps = probe
-    op, context = _modal_probe(monkeypatch), _Context()
+    op, context = _modal_probe(monkeypatch), FakeContext()
     assert op.invoke(context, None) == {"RUNNING_MODAL"}
     assert context.window_manager.handlers == [op] and len(context.window_manager.timers) == 1
     assert not op._installer.state.finished          # pip runs on while Blender goes on
@@ -518,11 +485,11 @@ def test_install_from_the_ui_runs_in_the_background_and_shows_progress(addon, pr
     while True:
         time.sleep(0.05)
         timer = context.window_manager.timers[0]
-        result = op.modal(context, _Event("TIMER", timer=timer))
+        result = op.modal(context, FakeEvent("TIMER", timer=timer))
         ticks += 1
         if result != {"PASS_THROUGH"}:
             break
-        assert op.modal(context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}
+        assert op.modal(context, FakeEvent("MOUSEMOVE")) == {"PASS_THROUGH"}
         assert ticks < 2400, "the install did not end"
     assert result == {"FINISHED"}, op.reports
     assert ticks > 1 and context.window_manager.timers == []
@@ -534,9 +501,9 @@ def test_install_from_the_ui_runs_in_the_background_and_shows_progress(addon, pr
     shutil.rmtree(deps.site_dir())
     sys.modules.pop("karwai_probe", None)
     assert not deps.torch_available()
-    op, context = _modal_probe(monkeypatch), _Context()
+    op, context = _modal_probe(monkeypatch), FakeContext()
     assert op.invoke(context, None) == {"RUNNING_MODAL"}
-    op.modal(context, _Event("ESC", "PRESS"))
+    op.modal(context, FakeEvent("ESC", "PRESS"))
     assert op.reports[-1] == ({"WARNING"}, "Cancelled: nothing was installed")
     assert context.window_manager.timers == []
     assert not os.path.exists(deps.site_dir()) and not os.path.exists(deps.site_dir() + ".partial")

@@ -12,8 +12,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import (add_image_strip, check_polls, hash_tree, read_rgb,  # noqa: E402
-                      result_strips, timed, write_images)
+from conftest import (FakeContext, FakeEvent, add_image_strip, check_polls, hash_tree,  # noqa: E402
+                      read_rgb, result_strips, timed, write_images)
 
 pytestmark = pytest.mark.blender
 
@@ -328,46 +328,6 @@ def test_snapshot_round_trips_through_json(saved, media):
 # the modal operator itself, fed timer events as Blender's window manager feeds them
 
 
-class _Timer:
-    pass
-
-
-class _WindowManager:
-    def __init__(self):
-        self.timers = []
-        self.handlers = []
-
-    def event_timer_add(self, interval, window=None):
-        timer = _Timer()
-        timer.interval = interval
-        self.timers.append(timer)
-        return timer
-
-    def event_timer_remove(self, timer):
-        self.timers.remove(timer)
-
-    def modal_handler_add(self, operator):
-        self.handlers.append(operator)
-        return True
-
-
-class _Context:
-    """bpy.context with a window manager that records timers and handlers."""
-
-    def __init__(self):
-        object.__setattr__(self, "window_manager", _WindowManager())
-        object.__setattr__(self, "window", None)
-        object.__setattr__(self, "screen", None)
-
-    def __getattr__(self, name):
-        return getattr(bpy.context, name)
-
-
-class _Event:
-    def __init__(self, type, value="NOTHING", timer=None):  # noqa: A002 - Blender's name
-        self.type, self.value, self.timer = type, value, timer
-
-
 def _modal_operator(monkeypatch, kind):
     """An instance running the real JobOperatorMixin code of the ``kind`` operator, as in the UI."""
     from blender_addon.operators import _job
@@ -401,15 +361,15 @@ def _run_modal(op, context, *, esc_when=None, timeout=120.0):
     while True:
         time.sleep(op_poll_interval())
         if esc_when is not None and not escaped and esc_when(op):
-            assert op.modal(context, _Event("ESC", "PRESS")) == {"RUNNING_MODAL"}
+            assert op.modal(context, FakeEvent("ESC", "PRESS")) == {"RUNNING_MODAL"}
             escaped = True
         timer = context.window_manager.timers[0]
-        result, wall, cpu = timed(op.modal, context, _Event("TIMER", timer=timer))
+        result, wall, cpu = timed(op.modal, context, FakeEvent("TIMER", timer=timer))
         durations.append(wall)
         cpus.append(cpu)
         if result != {"PASS_THROUGH"}:
             return result, (durations, cpus)
-        assert op.modal(context, _Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # UI stays usable
+        assert op.modal(context, FakeEvent("MOUSEMOVE")) == {"PASS_THROUGH"}  # UI stays usable
         assert time.monotonic() - start < timeout
 
 
@@ -430,7 +390,7 @@ def test_modal_operator_runs_the_job_off_the_main_thread(saved, media, tmp_path,
 
     # Esc: the job stops, nothing is added
     op = _modal_operator(monkeypatch, "propagate")
-    context = _Context()
+    context = FakeContext()
     result, durations = _run_modal(
         op, context, esc_when=lambda op: op._controller.state.step == "Propagating"
         and op._controller.state.done >= 2)
@@ -441,7 +401,7 @@ def test_modal_operator_runs_the_job_off_the_main_thread(saved, media, tmp_path,
 
     # to the end: the strip is added by the last timer tick, on the main thread
     op = _modal_operator(monkeypatch, "propagate")
-    context = _Context()
+    context = FakeContext()
     assert bpy.ops.karwai.propagate.poll()
     result, durations = _run_modal(op, context)
     assert result == {"FINISHED"}, op.reports
