@@ -1,4 +1,4 @@
-"""Fuzzing of ``engine.synth.synthesize`` and ``engine.propagate.propagate`` (issue 7, part 5).
+"""Fuzzing of ``engine.synth.synthesize`` and ``engine.propagation.propagate`` (issue 7, part 5).
 
     python build.py bench fuzz [--synth 1000] [--propagate 200] [--seed 0] [--timeout 60]
 
@@ -382,7 +382,7 @@ def run_propagate_case(case, work):
     import numpy as np
 
     from engine.guides import GuideWeights
-    from engine.propagate import propagate
+    from engine.propagation import propagate
 
     work = Path(work)
     h, w = case["h"], case["w"]

@@ -116,7 +116,7 @@ def link_prefix(clip, folder, frames):
 
 
 def run_worker(args):
-    from engine.propagate import propagate
+    from engine.propagation import propagate
 
     keys = {}
     for item in args.key:

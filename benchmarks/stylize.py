@@ -19,7 +19,7 @@ then the torch hub cache). Otherwise random weights with the shapes of
 torchvision's vgg19 are written to a temporary file, and the output says so:
 the speed does not depend on the values, but the images and loss values are
 then meaningless. Timings are wall-clock seconds of the public
-``engine.stylize.stylize`` call; the VGG19 file is loaded once before timing
+``engine.stylizers.stylize`` call; the VGG19 file is loaded once before timing
 (the loading time is printed). Each neural/deepdream figure is the best of
 ``--runs`` runs. The load average (other jobs on the same cores) is printed
 before and after every section, since it changes CPU figures a lot.
@@ -109,7 +109,7 @@ def write_random_vgg19(path, seed=0):
 
 def find_weights(explicit, tmpdir):
     """Return (path, description, is_real)."""
-    from engine.stylize import vgg
+    from engine.stylizers import vgg
 
     if explicit:
         if not os.path.isfile(explicit):
@@ -159,7 +159,7 @@ class StepClock:
 
 def neural_levels(frame_hw, iterations):
     """The pyramid levels and iterations the default neural schedule runs."""
-    from engine.stylize import neural
+    from engine.stylizers import neural
 
     levels = neural.pyramid_levels(*frame_hw, coarse_size=_default("neural", "coarse_size"))
     counts = neural.split_iterations(iterations, len(levels))
@@ -167,13 +167,13 @@ def neural_levels(frame_hw, iterations):
 
 
 def _default(method, name):
-    from engine.stylize import method_params
+    from engine.stylizers import method_params
 
     return method_params(method)[name]
 
 
 def bench_neural(frame, style, weights, device, iterations, runs):
-    from engine.stylize import stylize
+    from engine.stylizers import stylize
 
     print(f"\nneural: {iterations} iterations at {frame.shape[1]}x{frame.shape[0]} on {device}, "
           f"best of {runs}; {load_average()}")
@@ -209,7 +209,7 @@ def bench_neural(frame, style, weights, device, iterations, runs):
 
 
 def bench_deepdream(frame, weights, device, runs):
-    from engine.stylize import stylize
+    from engine.stylizers import stylize
 
     octaves = 3
     iterations = _default("deepdream", "iterations")
@@ -231,8 +231,8 @@ def bench_deepdream(frame, weights, device, runs):
 
 
 def bench_painterly(frame, runs):
-    from engine.stylize import stylize
-    from engine.stylize.painterly import FILTERS
+    from engine.stylizers import stylize
+    from engine.stylizers.painterly import FILTERS
 
     big = cv2.resize(frame, PAINTERLY_SIZE, interpolation=cv2.INTER_CUBIC)
     print(f"\npainterly at {PAINTERLY_SIZE[0]}x{PAINTERLY_SIZE[1]}, default parameters, "
@@ -283,7 +283,7 @@ def main(argv=None):
 
     # The engine's VGG module is imported before torch, as the engine itself does: it
     # chooses OMP_WAIT_POLICY (unless set) before OpenMP starts.
-    from engine.stylize import vgg  # noqa: F401
+    from engine.stylizers import vgg  # noqa: F401
     import torch
 
     print(f"frame: {frame_desc} ({frame.shape[1]}x{frame.shape[0]})")

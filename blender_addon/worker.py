@@ -231,8 +231,8 @@ class EngineAPI:
     """The parts of the engine a job uses, resolved once.
 
     ``engine`` is the engine package, or any object with the attributes
-    ``frames``, ``stylize`` (the module: ``stylize()``, ``parse_param()``),
-    ``guides``, ``keyframes``, ``propagate`` and ``Cancelled`` (tests pass
+    ``frames``, ``stylizers`` (the module: ``stylize()``, ``parse_param()``),
+    ``guides``, ``keyframes``, ``propagate`` (the function), ``JobSettings`` and ``Cancelled`` (tests pass
     stand-ins this way).
     """
 
@@ -240,31 +240,16 @@ class EngineAPI:
         if isinstance(engine, EngineAPI):
             engine = engine.engine
         self.engine = engine
-        if hasattr(engine, "__path__"):  # the engine package: use its submodules
-            import importlib
-
-            def sub(name):
-                return importlib.import_module(f"{engine.__name__}.{name}")
-
-            # Not ``engine.propagate``: once the subpackage ``engine.propagate`` has
-            # been imported, that attribute is the subpackage, not the function.
-            propagate_module = sub("propagate")
-            self.propagate = propagate_module.propagate
-            self.JobSettings = propagate_module.JobSettings
-        else:  # a stand-in
-
-            def sub(name):
-                return getattr(engine, name)
-
-            propagate_module = None
-            self.propagate = engine.propagate
-            self.JobSettings = engine.JobSettings
-        self.frames = sub("frames")
-        self.stylize = sub("stylize")
-        self.guides = sub("guides")
-        self.keyframes = sub("keyframes")
+        # The engine package resolves each of these on first access, in a fresh
+        # process too (engine/__init__.py); stand-ins are plain namespaces.
+        self.propagate = engine.propagate
+        self.JobSettings = engine.JobSettings
+        self.frames = engine.frames
+        self.stylizers = engine.stylizers
+        self.guides = engine.guides
+        self.keyframes = engine.keyframes
         types = [JobCancelled]
-        for owner in (engine, self.stylize, propagate_module):
+        for owner in (engine, self.stylizers):
             cls = getattr(owner, "Cancelled", None)
             if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in types:
                 types.append(cls)
@@ -478,7 +463,7 @@ def _style_params(snapshot, key, *, engine):
             params[name] = text
             continue
         try:
-            params[name] = engine.stylize.parse_param(key.method, name, str(text),
+            params[name] = engine.stylizers.parse_param(key.method, name, str(text),
                                                      filter=painterly_filter)
         except (ValueError, ImportError) as exc:
             raise JobError(str(exc)) from None
@@ -517,7 +502,7 @@ def _stylize_one(snapshot, key, i, count, reader, *, engine, report, cancel):
             report.progress(i + step / max(total, 1), count,
                             f"stylizing the key at frame {key.timeline}: iteration {step}/{total}")
 
-        image = engine.stylize.stylize(frame, method=key.method, progress=iteration,
+        image = engine.stylizers.stylize(frame, method=key.method, progress=iteration,
                                        cancel=cancel, **params)
         _check(cancel)
         engine.frames.write_frame_atomic(key.path, image)

@@ -73,7 +73,7 @@ def _parse_keys(items):
 def run_propagate(args):
     from .frames import FrameError
     from .guides import GuideWeights
-    from .propagate import Cancelled, JobSettings, propagate
+    from .propagation import Cancelled, JobSettings, propagate
 
     bar = None
     cancel = threading.Event()

@@ -26,7 +26,7 @@ def add_stylize_parser(subparsers):
 
     Returns the new parser; its ``func`` default is :func:`run_stylize`.
     """
-    from .stylize import METHODS
+    from .stylizers import METHODS
 
     p = subparsers.add_parser(
         "stylize",
@@ -80,7 +80,7 @@ class _Bar:
 
 
 def _parse_params(method, items):
-    from .stylize import parse_param
+    from .stylizers import parse_param
 
     pairs = []
     for item in items:
@@ -112,7 +112,7 @@ def _check_out(path):
 def run_stylize(args):
     """Run the ``stylize`` subcommand for parsed ``args``; returns the exit status."""
     from .frames import read_image, write_frame_atomic
-    from .stylize import Cancelled, stylize
+    from .stylizers import Cancelled, stylize
 
     bar = _Bar(args.method, disable=getattr(args, "quiet", False))
     try:

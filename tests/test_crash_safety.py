@@ -34,7 +34,7 @@ from PIL import Image
 
 import engine.frames as frames_module
 from engine.frames import FrameError, WriteError, remove_stale_temp_files
-from engine.propagate import Cancelled, propagate
+from engine.propagation import Cancelled, propagate
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 64

@@ -112,7 +112,7 @@ def test_frames_under_12_pixels_a_side_propagate(tmp_path):
     import cv2
 
     from engine.flow import compute_flow_pair
-    from engine.propagate import propagate
+    from engine.propagation import propagate
 
     rng = np.random.default_rng(2)
     for hw in [(1, 1), (8, 10), (5, 40), (40, 5)]:
@@ -137,7 +137,7 @@ import tempfile
 from pathlib import Path
 import cv2, numpy as np
 from engine.flow import FlowParams, compute_flow_pair
-from engine.propagate import propagate
+from engine.propagation import propagate
 rng = np.random.default_rng(0)
 for preset in ("medium", "fast", "ultrafast"):
     for hw in [(13, 40), (15, 50), (12, 100), (31, 200), (40, 13), (8, 300), (16, 44)]:
@@ -165,7 +165,7 @@ def test_an_empty_key_is_a_clear_error(tmp_path, shape):
     """An empty key array raised ZeroDivisionError while its aspect was compared."""
     import cv2
 
-    from engine.propagate import propagate
+    from engine.propagation import propagate
 
     (tmp_path / "in").mkdir()
     frame = (np.random.default_rng(3).random((19, 20, 3)) * 255).astype(np.uint8)

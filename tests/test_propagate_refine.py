@@ -1,4 +1,4 @@
-"""Finishing of propagated frames (engine.propagate.refine): temporal smoothing and detail restoration."""
+"""Finishing of propagated frames (engine.propagation.refine): temporal smoothing and detail restoration."""
 
 import cv2
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from engine.flow import compute_flow, consistency_mask, warp
 from engine.frames import open_frames
-from engine.propagate import JobSettings, propagate, refine
+from engine.propagation import JobSettings, propagate, refine
 from test_propagate import CLIPS, _psnr, _read, make_clip, style
 
 

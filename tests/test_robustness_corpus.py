@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.propagate import propagate
+from engine.propagation import propagate
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 32, 48

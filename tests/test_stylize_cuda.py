@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
-from engine.stylize import deepdream, neural, stylize, vgg  # noqa: E402
+from engine.stylizers import deepdream, neural, stylize, vgg  # noqa: E402
 from test_stylize_neural import make_content, make_style, write_weights  # noqa: E402
 
 

@@ -1,11 +1,11 @@
-"""Deep Dream (engine.stylize.deepdream) with small random VGG19-layout weights."""
+"""Deep Dream (engine.stylizers.deepdream) with small random VGG19-layout weights."""
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.stylize import Cancelled, deepdream, vgg  # noqa: E402
+from engine.stylizers import Cancelled, deepdream, vgg  # noqa: E402
 
 TV_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
 SMALL_WIDTHS = [8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32, 32, 32]

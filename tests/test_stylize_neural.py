@@ -1,4 +1,4 @@
-"""Gatys style transfer (engine.stylize.neural) with small random VGG19-layout weights."""
+"""Gatys style transfer (engine.stylizers.neural) with small random VGG19-layout weights."""
 
 import threading
 
@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.stylize import Cancelled  # noqa: E402
-from engine.stylize import neural  # noqa: E402
+from engine.stylizers import Cancelled  # noqa: E402
+from engine.stylizers import neural  # noqa: E402
 
 TV_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
 SMALL_WIDTHS = [8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32, 32, 32]
@@ -352,7 +352,7 @@ def test_bad_frames(weights, frame, match):
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
-    from engine.stylize.vgg import WeightsNotFoundError
+    from engine.stylizers.vgg import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError, match="nothere.pth"):
         neural.stylize_neural(make_content(), style_image=make_style(), weights=tmp_path / "nothere.pth",

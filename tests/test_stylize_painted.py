@@ -1,12 +1,12 @@
-"""Artist-painted keyframes (engine.stylize.painted) and image reading."""
+"""Artist-painted keyframes (engine.stylizers.painted) and image reading."""
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from engine.stylize import painted
-from engine.stylize._common import read_image
+from engine.stylizers import painted
+from engine.stylizers._common import read_image
 
 
 def coord_art(h, w):

@@ -1,10 +1,10 @@
-"""Painterly filters (engine.stylize.painterly): numpy/OpenCV only."""
+"""Painterly filters (engine.stylizers.painterly): numpy/OpenCV only."""
 
 
 import numpy as np
 import pytest
 
-from engine.stylize import painterly
+from engine.stylizers import painterly
 
 FILTERS = sorted(painterly.FILTERS)
 

@@ -1,4 +1,4 @@
-"""VGG19 network and weights loading (engine.stylize.vgg).
+"""VGG19 network and weights loading (engine.stylizers.vgg).
 
 The real ImageNet file cannot be downloaded here, so the tests write small
 state dicts with torchvision's exact key names (features.0 ... features.34 and
@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.stylize import vgg  # noqa: E402
+from engine.stylizers import vgg  # noqa: E402
 
 # torchvision vgg19: convolutions at these indices of `features`.
 TV_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]

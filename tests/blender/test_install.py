@@ -91,8 +91,8 @@ def test_linux_zip_is_validated_and_carries_the_engine_and_the_wheels(linux_zip)
         names = set(archive.namelist())
         manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
     assert {"__init__.py", "engine_import.py", "dependencies.py", "operators/install_torch.py",
-            "engine/__init__.py", "engine/synth/kernels.py", "engine/propagate/job.py",
-            "engine/stylize/painterly.py"} <= names
+            "engine/__init__.py", "engine/synth/kernels.py", "engine/propagation/job.py",
+            "engine/stylizers/painterly.py"} <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     wheels = sorted(n for n in names if n.startswith("wheels/"))
     assert [w.split("/")[1].split("-")[0] for w in wheels] == [
@@ -226,8 +226,8 @@ def test_installs_headless_and_runs_from_the_installed_copy(linux_zip, tmp_path)
         loaded = set(sys.modules) - before
         # the job ran on the installed engine's modules, not the source tree's
         assert not any(n == "engine" or n.startswith("engine.") for n in loaded), sorted(loaded)
-        for name in (".engine.propagate.job", ".engine.synth.kernels", ".engine.flow",
-                     ".engine.stylize.painterly"):
+        for name in (".engine.propagation.job", ".engine.synth.kernels", ".engine.flow",
+                     ".engine.stylizers.painterly"):
             module = sys.modules[PACKAGE + name]
             assert Path(module.__file__).is_relative_to(installed), module.__file__
         assert not any(Path(m.__file__ or "").is_relative_to(ROOT / "engine")

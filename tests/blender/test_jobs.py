@@ -195,7 +195,7 @@ def _fake_engine(frame_seconds, *, fail=None, calls=None):
     import engine.frames
     import engine.guides
     import engine.keyframes
-    import engine.stylize
+    import engine.stylizers
 
     def propagate(frames, keys, *, out, progress=None, cancel=None, **kwargs):
         if calls is not None:
@@ -217,9 +217,9 @@ def _fake_engine(frame_seconds, *, fail=None, calls=None):
                 progress(i + 1, len(numbers), f"frame {n}")
         return types.SimpleNamespace(frames=paths)
 
-    real_propagate = importlib.import_module("engine.propagate")
+    real_propagate = importlib.import_module("engine.propagation")
 
-    return types.SimpleNamespace(frames=engine.frames, stylize=engine.stylize,
+    return types.SimpleNamespace(frames=engine.frames, stylizers=engine.stylizers,
                                  guides=engine.guides, keyframes=engine.keyframes,
                                  propagate=propagate, JobSettings=real_propagate.JobSettings,
                                  Cancelled=engine.Cancelled)
@@ -447,7 +447,7 @@ def test_preferences_reach_the_worker(saved, media, tmp_path):
     assert neural.params == {"iterations": "5", "style_image": str(artwork)}
     api = EngineAPI(get_engine())
     assert _style_params(snap, painterly, engine=api) == {"filter": "watercolour"}
-    if not api.stylize.available_methods()["neural"].available:
+    if not api.stylizers.available_methods()["neural"].available:
         pytest.skip("PyTorch is not installed: neural parameters cannot be typed")
     params = _style_params(snap, neural, engine=api)
     assert params == {"iterations": 5, "style_image": str(artwork), "device": "cpu",

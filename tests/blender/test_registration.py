@@ -216,27 +216,32 @@ def test_engine_import_prefers_a_vendored_copy(tmp_path, monkeypatch):
     assert engine_import.search_path(top) == str(ROOT)
 
 
-def test_engine_api_finds_the_functions_whatever_was_imported_before():
-    """``engine.propagate`` is the function or the subpackage, depending on what was
-    imported first (the subpackage shadows the lazy attribute); the add-on must
-    not care."""
-    import sys
+def test_engine_api_in_a_fresh_process():
+    """Every part of the engine the add-on uses resolves in a process where nothing
+    imported the engine's submodules first (issue 10: ``engine.frames`` was missing)."""
+    code = ("import engine, sys\n"
+            "from blender_addon.worker import EngineAPI\n"
+            "assert not any(m.startswith('engine.') for m in sys.modules), sorted(sys.modules)\n"
+            "api = EngineAPI(engine)\n"
+            "assert callable(api.frames.frame_number_from_name)\n"
+            "assert callable(api.propagate) and api.propagate.__module__ == 'engine.propagation.job'\n"
+            "assert callable(api.stylizers.stylize) and callable(api.stylizers.parse_param)\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
 
+
+def test_engine_api_finds_the_functions_whatever_was_imported_before():
     import engine
-    import engine.propagate  # noqa: F401 - what other code may have done
+    import engine.propagation.job  # noqa: F401 - what other code may have done
+    import engine.stylizers.vgg  # noqa: F401
 
     from blender_addon.worker import EngineAPI
 
-    function = sys.modules["engine.propagate"].propagate
-    original = engine.__dict__.get("propagate")
-    try:
-        for attribute in (function, sys.modules["engine.propagate"]):
-            engine.propagate = attribute
-            assert EngineAPI(engine).propagate is function
-    finally:
-        engine.propagate = original
     api = EngineAPI(engine)
-    assert callable(api.stylize.stylize) and callable(api.stylize.parse_param)
+    assert api.propagate is sys.modules["engine.propagation.job"].propagate
+    assert callable(api.stylizers.stylize) and callable(api.stylizers.parse_param)
     assert engine.Cancelled in api.cancelled_types
     assert callable(api.frames.open_frames) and callable(api.keyframes.suggest_keyframes)
 

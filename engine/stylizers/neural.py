@@ -552,7 +552,7 @@ def stylize_neural(
     weights : str or os.PathLike, optional
         VGG19 ImageNet weights in torchvision layout (``vgg19-dcbbb10b.pth``);
         default: the torch hub cache, then a download (see
-        :func:`engine.stylize.vgg.resolve_weights`).
+        :func:`engine.stylizers.vgg.resolve_weights`).
     download : bool
         Allow downloading the weights into the torch hub cache.
     device : str
@@ -572,7 +572,7 @@ def stylize_neural(
     ------
     ValueError
         For bad parameters or images (the message names the parameter).
-    engine.stylize.vgg.WeightsNotFoundError, engine.stylize.vgg.WeightsError
+    engine.stylizers.vgg.WeightsNotFoundError, engine.stylizers.vgg.WeightsError
         When the VGG19 weights are missing or unusable.
     Cancelled
         When ``cancel`` fired.

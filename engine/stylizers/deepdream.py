@@ -49,7 +49,7 @@ def layer_activation(model, image, layers):
 
     Parameters
     ----------
-    model : engine.stylize.vgg.VGG19
+    model : engine.stylizers.vgg.VGG19
     image : torch.Tensor
         ``1 x 3 x H x W`` RGB in 0..1.
     layers : sequence of str
@@ -111,7 +111,7 @@ def stylize_deepdream(
     seed : int
         Seed of the jitter; the result is deterministic on the CPU.
     weights, download, device
-        As for :func:`engine.stylize.neural.stylize_neural`. The network uses
+        As for :func:`engine.stylizers.neural.stylize_neural`. The network uses
         max pooling, as trained.
     progress : callable, optional
         ``progress(step, total, loss)`` after each iteration; ``loss`` is the

@@ -35,7 +35,7 @@ from ..frames import (FrameError, check_output_dir, open_frames, read_image, rem
                       write_bytes_atomic, write_frame_atomic)
 from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
                       open_masks, positional_guide, temporal_guide)
-from ..stylize._common import Cancelled
+from ..stylizers._common import Cancelled
 from .settings import JobSettings
 
 # The synthesis (numba) and the blending are imported when first used,
@@ -600,7 +600,7 @@ def _fit_key(image, hw, key_fit, what):
         warnings.warn(f"{what}: keyframe is {kw}x{kh}, resized to the frames' {w}x{h}", stacklevel=3)
         interp = cv2.INTER_AREA if kw > w else cv2.INTER_CUBIC
         return cv2.resize(image, (w, h), interpolation=interp)
-    from ..stylize.painted import fit_image
+    from ..stylizers.painted import fit_image
 
     warnings.warn(f"{what}: keyframe is {kw}x{kh}, fitted to {w}x{h} by {key_fit}", stacklevel=3)
     rgb = image[:, :, :3].astype(np.float32)

@@ -4,16 +4,16 @@
 
 ``"neural"``
     Gatys et al. style transfer from an artwork with VGG19 (needs torch and the
-    ImageNet weights), :func:`engine.stylize.neural.stylize_neural`.
+    ImageNet weights), :func:`engine.stylizers.neural.stylize_neural`.
 ``"deepdream"``
     Mordvintsev et al. Deep Dream on VGG19 (needs torch and the weights),
-    :func:`engine.stylize.deepdream.stylize_deepdream`.
+    :func:`engine.stylizers.deepdream.stylize_deepdream`.
 ``"painterly"``
     Built-in filters (watercolour, oil, pencil, ink, cartoon) in numpy and
-    OpenCV, :func:`engine.stylize.painterly.painterly`.
+    OpenCV, :func:`engine.stylizers.painterly.painterly`.
 ``"image"``
     A picture the artist painted, fitted to the frame,
-    :func:`engine.stylize.painted.stylize_painted`.
+    :func:`engine.stylizers.painted.stylize_painted`.
 
 Only the torch methods import torch, and only when they run.
 """
@@ -242,21 +242,3 @@ def stylize(frame, *, method, progress=None, cancel=None, **params):
         return fn(frame, progress=progress, cancel=cancel, **params)
     check_cancel(cancel)
     return fn(frame, **params)
-
-
-class _CallableModule(type(importlib)):
-    """Lets ``engine.stylize(...)`` work even when ``engine.stylize`` is this package.
-
-    ``engine/__init__.py`` exposes the function :func:`stylize` lazily as
-    ``engine.stylize``, but importing a submodule (``engine.stylize.vgg``) binds
-    the package to that same attribute; calling the package forwards to the
-    function so both readings work.
-    """
-
-    def __call__(self, frame, **kwargs):
-        return stylize(frame, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
