@@ -258,7 +258,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="neural,deepdream,painterly",
                         help="comma-separated sections to run")
-    parser.add_argument("--weights", help="VGG19 weights in torchvision layout (vgg19-dcbbb10b.pth)")
+    parser.add_argument("--weights", help="VGG19 weights in torchvision layout (vgg19-dcbb9e9d.pth)")
     parser.add_argument("--frame", help="content frame (default: sam2_bedroom/0001.jpg)")
     parser.add_argument("--style", help="style image for neural (default: scikit-image coffee)")
     parser.add_argument("--iterations", type=int, default=300, help="neural iterations")

@@ -1,5 +1,6 @@
 """Gatys style transfer (engine.stylizers.neural) with small random VGG19-layout weights."""
 
+import os
 import threading
 
 import numpy as np
@@ -367,3 +368,41 @@ def test_few_iterations_do_not_blur_through_unused_levels(weights):
     assert len(losses) == 1
     # one small step from the full-size content, not from a 4x downscaled copy
     assert np.abs(out.astype(int) - content).mean() < 2.0
+
+
+def test_engine_stylize_finds_the_official_file_in_the_hub_cache(tmp_path, monkeypatch):
+    """What a user's machine meets after a download (or a copy from another machine):
+    torchvision's file name under ``torch.hub.get_dir()/checkpoints/``, found with no
+    ``weights=`` and no network, in a process that set TORCH_HOME."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from engine.stylizers import vgg
+
+    home = tmp_path / "torch-home"
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    write_weights(checkpoints / "vgg19-dcbb9e9d.pth")
+    np.save(tmp_path / "content.npy", make_content())
+    from PIL import Image
+
+    Image.fromarray(make_style()).save(tmp_path / "style.png")
+    code = (
+        "import numpy as np, engine, torch, os\n"
+        "from engine.stylizers import vgg\n"
+        "assert vgg.hub_weights_path() == os.path.join(os.environ['TORCH_HOME'], 'hub', "
+        "'checkpoints', 'vgg19-dcbb9e9d.pth'), vgg.hub_weights_path()\n"
+        "frame = np.load('content.npy')\n"
+        "out = engine.stylize(frame, method='neural', style_image='style.png', iterations=4, "
+        "download=False, device='cpu', max_size=48)\n"
+        "assert out.shape == frame.shape and out.dtype == np.uint8\n"
+        "print('ok', float(np.abs(out.astype(int) - frame).mean()) > 0)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, TORCH_HOME=str(home), PYTHONPATH=str(root))
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["ok", "True"]
+    assert vgg.WEIGHTS_FILENAME == "vgg19-dcbb9e9d.pth"

@@ -5,8 +5,9 @@ state dicts with torchvision's exact key names (features.0 ... features.34 and
 classifier.*) and random weights, and load them through the same code path.
 """
 
+import hashlib
 import os
-import urllib.error
+import pathlib
 
 import pytest
 
@@ -116,7 +117,7 @@ def test_average_pooling_option(tmp_path):
 
 
 def test_missing_explicit_file_names_the_file(tmp_path):
-    missing = tmp_path / "nowhere" / "vgg19-dcbbb10b.pth"
+    missing = tmp_path / "nowhere" / "vgg19-dcbb9e9d.pth"
     with pytest.raises(vgg.WeightsNotFoundError) as err:
         vgg.load_vgg19(missing)
     msg = str(err.value)
@@ -134,7 +135,7 @@ def test_explicit_path_has_no_fallback_to_the_cache(tmp_path, hub_dir):
 
 def test_hub_cache_is_used(hub_dir):
     cached = vgg.hub_weights_path()
-    assert cached == os.path.join(str(hub_dir), "checkpoints", "vgg19-dcbbb10b.pth")
+    assert cached == os.path.join(str(hub_dir), "checkpoints", "vgg19-dcbb9e9d.pth")
     os.makedirs(os.path.dirname(cached))
     write_weights(cached, seed=5)
     assert vgg.resolve_weights(None, download=False) == cached
@@ -146,39 +147,77 @@ def test_nothing_available_without_download(hub_dir):
     with pytest.raises(vgg.WeightsNotFoundError) as err:
         vgg.resolve_weights(None, download=False)
     msg = str(err.value)
-    assert "vgg19-dcbbb10b.pth" in msg
+    assert "vgg19-dcbb9e9d.pth" in msg
     assert vgg.hub_weights_path() in msg
     assert vgg.WEIGHTS_URL in msg
 
 
-def test_failed_download_gives_clear_error(hub_dir, monkeypatch):
-    calls = []
+def _file_url(path):
+    return pathlib.Path(path).resolve().as_uri()
 
-    def fake_download(url, **kwargs):
-        calls.append((url, kwargs))
-        raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+def test_weights_constants_are_torchvisions(tmp_path):
+    """The file name, URL, size and hash are torchvision's published ImageNet VGG19
+    (torchvision/models/vgg.py, ``VGG19_Weights.IMAGENET1K_V1``), and the name
+    carries the hash prefix the way torch.hub's ``check_hash`` reads it."""
+    assert vgg.WEIGHTS_URL == "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+    assert vgg.WEIGHTS_FILENAME == vgg.WEIGHTS_URL.rsplit("/", 1)[1]
+    assert vgg.WEIGHTS_SHA256 == "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
+    assert vgg.WEIGHTS_SIZE == 574_673_361
+    # torchvision publishes the size as "_file_size": 548.051 (MiB, rounded).
+    assert round(vgg.WEIGHTS_SIZE / 2**20, 3) == 548.051
+    prefix = torch.hub.HASH_REGEX.search(vgg.WEIGHTS_FILENAME).group(1)
+    assert vgg.WEIGHTS_SHA256.startswith(prefix) and len(prefix) == 8
+    assert os.path.basename(vgg.hub_weights_path()) == vgg.WEIGHTS_FILENAME
+    try:
+        from torchvision.models import VGG19_Weights
+    except Exception:  # torchvision does not import beside the local torch wheel
+        return
+    published = VGG19_Weights.IMAGENET1K_V1
+    assert published.url == vgg.WEIGHTS_URL
+    assert published.meta["_file_size"] == round(vgg.WEIGHTS_SIZE / 2**20, 3)
+
+
+def test_missing_network_gives_clear_error(hub_dir, tmp_path, monkeypatch):
+    nowhere = tmp_path / "server" / vgg.WEIGHTS_FILENAME
+    monkeypatch.setattr(vgg, "WEIGHTS_URL", _file_url(nowhere))
     with pytest.raises(vgg.WeightsNotFoundError) as err:
         vgg.resolve_weights(None, download=True)
-    assert calls and calls[0][0] == vgg.WEIGHTS_URL
-    assert calls[0][1]["check_hash"] is True
-    assert calls[0][1]["model_dir"] == os.path.dirname(vgg.hub_weights_path())
     msg = str(err.value)
-    assert "download" in msg and "no network" in msg and "vgg19-dcbbb10b.pth" in msg
+    assert "download" in msg and "URLError" in msg and vgg.WEIGHTS_FILENAME in msg
+    assert os.listdir(os.path.dirname(vgg.hub_weights_path())) == []
 
 
-def test_successful_download_lands_in_the_cache(hub_dir, monkeypatch):
-    def fake_download(url, model_dir, file_name, **kwargs):
-        os.makedirs(model_dir, exist_ok=True)
-        write_weights(os.path.join(model_dir, file_name))
+def test_corrupted_download_is_refused_and_leaves_nothing(hub_dir, tmp_path, monkeypatch):
+    """A download whose bytes are not the published file (torch.hub checks the whole
+    SHA-256) is refused with a clear message, and nothing lands in the cache."""
+    served = tmp_path / "server" / vgg.WEIGHTS_FILENAME
+    served.parent.mkdir()
+    write_weights(served)  # a valid checkpoint, but not the published bytes
+    monkeypatch.setattr(vgg, "WEIGHTS_URL", _file_url(served))
+    with pytest.raises(vgg.WeightsNotFoundError) as err:
+        vgg.resolve_weights(None, download=True)
+    msg = str(err.value)
+    assert "invalid hash value" in msg and vgg.WEIGHTS_SHA256 in msg
+    assert os.listdir(os.path.dirname(vgg.hub_weights_path())) == []
+    with pytest.raises(vgg.WeightsNotFoundError):
+        vgg.resolve_weights(None, download=False)
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+
+def test_download_with_the_right_hash_lands_in_the_cache(hub_dir, tmp_path, monkeypatch):
+    served = tmp_path / "server" / vgg.WEIGHTS_FILENAME
+    served.parent.mkdir()
+    write_weights(served, seed=3)
+    monkeypatch.setattr(vgg, "WEIGHTS_URL", _file_url(served))
+    monkeypatch.setattr(vgg, "WEIGHTS_SHA256", hashlib.sha256(served.read_bytes()).hexdigest())
     assert vgg.resolve_weights(None, download=True) == vgg.hub_weights_path()
+    assert pathlib.Path(vgg.hub_weights_path()).read_bytes() == served.read_bytes()
+    model = vgg.load_vgg19(None, upto="conv1_1", device="cpu", download=False)
+    assert model.features[0].weight.shape == (4, 3, 3, 3)
 
 
 def test_corrupt_file_is_reported(tmp_path):
-    path = tmp_path / "vgg19-dcbbb10b.pth"
+    path = tmp_path / "vgg19-dcbb9e9d.pth"
     path.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
     with pytest.raises(vgg.WeightsError) as err:
         vgg.load_vgg19(path)

@@ -550,7 +550,7 @@ def stylize_neural(
     seed : int
         Seed of the starting noise. On the CPU the result is deterministic.
     weights : str or os.PathLike, optional
-        VGG19 ImageNet weights in torchvision layout (``vgg19-dcbbb10b.pth``);
+        VGG19 ImageNet weights in torchvision layout (``vgg19-dcbb9e9d.pth``);
         default: the torch hub cache, then a download (see
         :func:`engine.stylizers.vgg.resolve_weights`).
     download : bool

@@ -1,14 +1,14 @@
 """VGG19 feature extractor in plain torch, loading torchvision's ImageNet weights.
 
 The module layout mirrors ``torchvision.models.vgg19().features`` index for
-index, so the official file ``vgg19-dcbbb10b.pth`` (Simonyan & Zisserman,
+index, so the official file ``vgg19-dcbb9e9d.pth`` (Simonyan & Zisserman,
 "Very Deep Convolutional Networks for Large-Scale Image Recognition", ICLR 2015,
 as trained and published by torchvision) loads unchanged. Its classifier keys
 are ignored. The channel widths are read from the file, so a small network with
 the same keys (as the tests write) loads through the same code.
 
 Weights come from, in order: an explicit path; the torch hub cache
-(``torch.hub.get_dir()/checkpoints/vgg19-dcbbb10b.pth``); a download into that
+(``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth``); a download into that
 cache where the network allows.
 
 On the CPU the convolutions run on NNPACK (see :meth:`VGG19.use_nnpack`), whose
@@ -38,6 +38,8 @@ from torch import nn  # noqa: E402
 __all__ = [
     "WEIGHTS_FILENAME",
     "WEIGHTS_URL",
+    "WEIGHTS_SHA256",
+    "WEIGHTS_SIZE",
     "LAYER_NAMES",
     "CONV_INDICES",
     "WeightsNotFoundError",
@@ -52,8 +54,17 @@ __all__ = [
     "nnpack_available",
 ]
 
-WEIGHTS_FILENAME = "vgg19-dcbbb10b.pth"
+# torchvision's ImageNet VGG19, as published in torchvision/models/vgg.py
+# (``VGG19_Weights.IMAGENET1K_V1``: url ".../models/vgg19-dcbb9e9d.pth",
+# "_file_size": 548.051 MiB). The name follows torch.hub's convention: the part
+# after the last "-" is the start of the file's SHA-256, which
+# ``torch.hub.load_state_dict_from_url(check_hash=True)`` checks (torch/hub.py,
+# ``HASH_REGEX``), so the file must keep exactly this name in the hub cache.
+WEIGHTS_FILENAME = "vgg19-dcbb9e9d.pth"
 WEIGHTS_URL = "https://download.pytorch.org/models/" + WEIGHTS_FILENAME
+#: SHA-256 and size in bytes of that file (548.051 MiB = 574,673,361 bytes).
+WEIGHTS_SHA256 = "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
+WEIGHTS_SIZE = 574_673_361
 
 # torchvision's configuration "E": numbers are 3x3 convolutions (each followed by
 # a ReLU), "M" a 2x2 max pooling.
@@ -294,13 +305,13 @@ class VGG19(nn.Module):
 
 
 def hub_weights_path():
-    """Where torch hub keeps the ImageNet VGG19 file: ``<hub dir>/checkpoints/vgg19-dcbbb10b.pth``."""
+    """Where torch hub keeps the ImageNet VGG19 file: ``<hub dir>/checkpoints/vgg19-dcbb9e9d.pth``."""
     return os.path.join(torch.hub.get_dir(), "checkpoints", WEIGHTS_FILENAME)
 
 
 def _how_to_get():
     return (
-        f"Download {WEIGHTS_URL} (548 MB, torchvision's ImageNet VGG19) on a machine with "
+        f"Download {WEIGHTS_URL} (548 MiB, torchvision's ImageNet VGG19) on a machine with "
         f"internet access and either place it at '{hub_weights_path()}' or pass its path "
         f"with weights=PATH (CLI: --param weights=PATH)."
     )
@@ -339,10 +350,12 @@ def resolve_weights(weights=None, *, download=True):
         return cached
     if download:
         try:
-            torch.hub.load_state_dict_from_url(
-                WEIGHTS_URL, model_dir=os.path.dirname(cached), map_location="cpu",
-                progress=True, check_hash=True, file_name=WEIGHTS_FILENAME,
-            )
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            # The whole SHA-256 as the "prefix": torch writes to a temporary file and
+            # moves it into place only when the digest matches, so a broken or
+            # foreign download never lands in the cache.
+            torch.hub.download_url_to_file(WEIGHTS_URL, cached, hash_prefix=WEIGHTS_SHA256,
+                                           progress=True)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             raise WeightsNotFoundError(
@@ -365,7 +378,7 @@ def load_state_dict(path, *, last=len(LAYER_NAMES) - 1):
     ----------
     path : str
         A file written by ``torch.save(vgg19().state_dict(), path)``, such as
-        ``vgg19-dcbbb10b.pth``.
+        ``vgg19-dcbb9e9d.pth``.
     last : int
         Only the convolutions up to this ``features`` index are checked and
         returned; deeper ones and the classifier are ignored.
