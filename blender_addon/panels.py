@@ -28,8 +28,8 @@ class _Info:
         except Refusal as exc:
             self.error = str(exc)
             return
-        key = (scene.name, self.source.name, self.source.frame_start,
-               self.source.frame_final_start, self.source.frame_final_end,
+        key = (scene.name, self.source.name, compat.content_start(self.source), compat.content_trim_start(self.source),
+               *compat.visible_range(self.source),
                getattr(self.source, "filepath", ""), getattr(self.source, "directory", ""),
                scene_settings(scene).output_dir, bpy.data.filepath)
         cached = self._cache.get(key)

@@ -1,13 +1,13 @@
 """Strips and source frames: which media frame a strip shows at each scene frame,
 and the result folder back into the sequencer as a strip.
 
-Geometry of a movie or image-sequence strip (all in scene frames):
+Geometry of a movie or image-sequence strip (all in scene frames; the names are
+:mod:`.compat`'s, which reads 5.2's ``content_*``/``*_handle`` or the older names):
 
-* the media's first frame is at ``frame_start`` (possibly before frame 1);
-  ``animation_offset_start`` media frames are skipped before it;
-* the strip shows ``[frame_final_start, frame_final_end)`` (end exclusive):
-  ``frame_offset_start``/``frame_offset_end`` trim it;
-* so scene frame ``t`` shows media frame ``t - frame_start + animation_offset_start``
+* the media's first frame is at ``content_start`` (possibly before frame 1);
+  ``content_trim_start`` media frames are skipped before it;
+* the strip shows ``visible_range`` = ``[left_handle, right_handle)`` (end exclusive);
+* so scene frame ``t`` shows media frame ``t - content_start + content_trim_start``
   (0-based): ``elements[...]`` of an image strip, frame ``... + 1`` of a movie,
   read from the media at its own resolution (never a render of the timeline).
 
@@ -72,7 +72,7 @@ def kind_name(strip):
 
 def visible_range(strip):
     """``(start, end)`` scene frames the strip shows, end exclusive."""
-    return int(strip.frame_final_start), int(strip.frame_final_end)
+    return compat.visible_range(strip)
 
 
 def describe_range(strip):
@@ -148,12 +148,13 @@ def check_mappable(scene, strip, *, allow_still=False):
         raise Refusal(f"Strip '{name}' plays its frames reversed; turn off Reverse Frames first")
     if strip.strobe > 1.0:
         raise Refusal(f"Strip '{name}' uses strobe {strip.strobe:g}; set Strobe to 1 first")
-    start = strip.frame_start
+    start = compat.content_start(strip)
     if start != int(start):
         raise Refusal(f"Strip '{name}' starts between frames ({start:g}); snap it to a frame first")
-    media_end = int(start) + strip.frame_duration
+    media_end = int(start) + compat.content_duration(strip)
     if not (allow_still and strip.type == "IMAGE" and len(strip.elements) == 1):
-        if strip.frame_final_start < start or strip.frame_final_end > media_end:
+        shown_start, shown_end = visible_range(strip)
+        if shown_start < start or shown_end > media_end:
             raise Refusal(f"Strip '{name}' holds a frame beyond the ends of its media; trim it to "
                           "its media first")
 
@@ -180,8 +181,8 @@ def clip_plan(scene, strip, *, allow_still=False):
     check_mappable(scene, strip, allow_still=allow_still)
     name = strip.name
     start, end = visible_range(strip)
-    first = int(strip.frame_start)
-    offset = int(strip.animation_offset_start)
+    first = int(compat.content_start(strip))
+    offset = int(compat.content_trim_start(strip))
     if strip.type == "MOVIE":
         path = _abspath(strip.filepath, strip)
         if not os.path.isfile(path):

@@ -158,11 +158,14 @@ def build_blend(out, movie, wav, n, size, keys):
     scene.frame_start, scene.frame_end = 1, n
     # The media's colours, unchanged (a new file's default view transform tone-maps them).
     scene.view_settings.view_transform = "Standard"
+    from blender_addon import compat
+
     editor = scene.sequence_editor_create()
-    editor.strips.new_sound("shot sound", str(wav), 1, 1)
-    shot = editor.strips.new_movie("shot", str(movie), 2, 1)
-    if shot.frame_final_duration != n:
-        raise DemoError(f"Blender reads {shot.frame_final_duration} frames from {movie}, not {n}")
+    compat.strips(editor).new_sound("shot sound", str(wav), 1, 1)
+    shot = compat.strips(editor).new_movie("shot", str(movie), 2, 1)
+    start, end = compat.visible_range(shot)
+    if end - start != n:
+        raise DemoError(f"Blender reads {end - start} frames from {movie}, not {n}")
     editor.active_strip = shot
     for number, frame in enumerate(keys, 1):
         scene.timeline_markers.new(f"key {number}", frame=frame)
@@ -208,11 +211,13 @@ def propagate():
     """Step 4b: Propagate; returns the result strip's frames folder."""
     import bpy
 
+    from blender_addon import compat
+
     scene = bpy.context.scene
-    before = {s.name for s in scene.sequence_editor.strips}
+    before = {s.name for s in compat.strips(scene.sequence_editor)}
     if bpy.ops.karwai.propagate(strip="shot") != {"FINISHED"}:
         raise DemoError("Propagate did not finish")
-    added = [s for s in scene.sequence_editor.strips if s.name not in before]
+    added = [s for s in compat.strips(scene.sequence_editor) if s.name not in before]
     if len(added) != 1 or added[0].type != "IMAGE":
         raise DemoError(f"Propagate added {[s.name for s in added]}, not one image strip")
     bpy.ops.wm.save_mainfile()

@@ -7,8 +7,12 @@
    ``engine_import.py`` looks first. ``blender_addon/`` itself is never changed.
 2. Download the runtime dependencies as platform wheels, at the versions pinned
    in ``requirements.txt`` (``pip download --only-binary=:all: --platform ...
-   --python-version 3.11 --no-deps``), into ``build/wheels/<platform>/``, a
-   cache: a platform whose wheels are all there is not downloaded again. numpy
+   --python-version X --no-deps``), for each Python of ``PYTHON_VERSIONS``, into
+   ``build/wheels/<platform>/``, a cache: a platform whose wheels are all there is
+   not downloaded again. One zip then serves Blender 4.2 to 5.0 (Python 3.11) and
+   5.1 on (Python 3.13): Blender's installer keeps the wheels of its own Python
+   (``bl_pkg``: ``_extensions_wheel_filter_for_this_system``), and OpenCV's one
+   ``abi3`` wheel serves both. numpy
    is left out (Blender ships it) and so is torch (too big; the add-on's
    preferences install it on request). A platform without a wheel for every
    dependency is skipped with a message (macos-x64: numba ships no Intel-Mac
@@ -46,6 +50,9 @@ DIST_DIR = ROOT / "dist"
 #: The dependencies bundled as wheels (their versions come from requirements.txt).
 #: tqdm is not among them: only the command line imports it, never the add-on.
 BUNDLED = ("numba", "llvmlite", "opencv-python-headless", "pillow")
+
+#: The Pythons Blender embeds: 3.11 in 4.2 LTS to 5.0, 3.13 from 5.1 (5.2 LTS).
+PYTHON_VERSIONS = ("3.11", "3.13")
 
 #: Blender platform -> pip ``--platform`` tags, best first. Blender 4.2 needs
 #: glibc 2.28 on Linux, so manylinux_2_28 and older tags fit.
@@ -139,22 +146,44 @@ def blender_ext_tool():
 # wheels
 
 
-def _wheel_for(folder, name, version_):
-    """The cached wheel of ``name==version_`` in ``folder``, or None."""
+def _serves(wheel_name, python):
+    """Whether the wheel file ``wheel_name`` runs on CPython ``python`` ("3.13"): its
+    python tag is that version's, or it is built for the stable ABI (``abi3``) of an
+    older one. The rule of Blender's installer (``bl_pkg/bl_extension_ops.py``)."""
+    python_tag, abi_tag = wheel_name[:-4].split("-")[-3:-1]
+    wanted = tuple(int(p) for p in python.split("."))
+    for tag in python_tag.split("."):
+        match = re.fullmatch(r"(?:cp|py)(\d)(\d*)", tag)
+        if not match:
+            continue
+        version = (int(match.group(1)), int(match.group(2))) if match.group(2) else (
+            int(match.group(1)),)
+        if version == wanted or version == wanted[:1]:
+            return True
+        if "abi3" in abi_tag.split(".") and len(version) == 2 and version <= wanted:
+            return True
+    return False
+
+
+def _wheel_for(folder, name, version_, python):
+    """The cached wheel of ``name==version_`` for CPython ``python`` in ``folder``, or None."""
     prefix = f"{canonical(name)}-{version_}-"
     for path in sorted(Path(folder).glob("*.whl")):
-        if path.name.lower().startswith(prefix.lower()):
+        if path.name.lower().startswith(prefix.lower()) and _serves(path.name, python):
             return path
     return None
 
 
-def download_wheels(platform, *, pins=None, cache=BUILD_DIR / "wheels", log=print):
-    """The wheels of the bundled dependencies for ``platform``, downloaded once.
+def download_wheels(platform, *, pins=None, pythons=PYTHON_VERSIONS, cache=BUILD_DIR / "wheels",
+                    log=print):
+    """The wheels of the bundled dependencies for ``platform`` and each of ``pythons``,
+    downloaded once.
 
     Returns
     -------
     list of Path
-        One wheel per dependency, from ``cache/<platform>/``.
+        The wheels from ``cache/<platform>/``: one per dependency and Python, a wheel
+        that serves several Pythons (``abi3``) once.
 
     Raises
     ------
@@ -164,31 +193,36 @@ def download_wheels(platform, *, pins=None, cache=BUILD_DIR / "wheels", log=prin
     pins = pins or pinned_versions()
     folder = Path(cache) / platform
     folder.mkdir(parents=True, exist_ok=True)
-    wanted = {name: _wheel_for(folder, name, v) for name, v in pins.items()}
-    missing = [name for name, path in wanted.items() if path is None]
-    if missing:
-        log(f"downloading {platform} wheels: {', '.join(f'{n}=={pins[n]}' for n in missing)}")
-        command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
-                   "--python-version", "3.11", "--implementation", "cp",
-                   "--disable-pip-version-check", "--dest", str(folder)]
-        for tag in PLATFORMS[platform]:
-            command += ["--platform", tag]
-        command += [f"{name}=={pins[name]}" for name in missing]
-        run = subprocess.run(command, capture_output=True, text=True)
-        if run.returncode != 0:
-            lines = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.strip()]
-            unmatched = re.findall(r"No matching distribution found for (\S+)", "\n".join(lines))
-            if unmatched:
-                raise DownloadError(f"no {platform} wheel of {', '.join(unmatched)} "
-                                    "(pip download found none)")
-            errors = [ln for ln in lines if "ERROR" in ln or "error" in ln.lower()] or lines
-            raise DownloadError(f"pip download for {platform} failed:\n  "
-                                + "\n  ".join(errors[-4:]))
-        wanted = {name: _wheel_for(folder, name, v) for name, v in pins.items()}
-        still = [name for name, path in wanted.items() if path is None]
-        if still:
-            raise DownloadError(f"pip download for {platform} left out {', '.join(still)}")
-    return [wanted[name] for name in pins]
+    found = []
+    for python in pythons:
+        wanted = {name: _wheel_for(folder, name, v, python) for name, v in pins.items()}
+        missing = [name for name, path in wanted.items() if path is None]
+        if missing:
+            log(f"downloading {platform} wheels for Python {python}: "
+                f"{', '.join(f'{n}=={pins[n]}' for n in missing)}")
+            command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+                       "--python-version", python, "--implementation", "cp",
+                       "--disable-pip-version-check", "--dest", str(folder)]
+            for tag in PLATFORMS[platform]:
+                command += ["--platform", tag]
+            command += [f"{name}=={pins[name]}" for name in missing]
+            run = subprocess.run(command, capture_output=True, text=True)
+            if run.returncode != 0:
+                lines = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.strip()]
+                unmatched = re.findall(r"No matching distribution found for (\S+)", "\n".join(lines))
+                if unmatched:
+                    raise DownloadError(f"no {platform} wheel of {', '.join(unmatched)} for "
+                                        f"Python {python} (pip download found none)")
+                errors = [ln for ln in lines if "ERROR" in ln or "error" in ln.lower()] or lines
+                raise DownloadError(f"pip download for {platform} (Python {python}) failed:\n  "
+                                    + "\n  ".join(errors[-4:]))
+            wanted = {name: _wheel_for(folder, name, v, python) for name, v in pins.items()}
+            still = [name for name, path in wanted.items() if path is None]
+            if still:
+                raise DownloadError(f"pip download for {platform} (Python {python}) left out "
+                                    f"{', '.join(still)}")
+        found += [wanted[name] for name in pins if wanted[name] not in found]
+    return found
 
 
 # --------------------------------------------------------------------------------------

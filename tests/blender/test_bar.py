@@ -9,7 +9,9 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import (add_movie_strip, check_polls, read_rgb, result_strips,  # noqa: E402
+from blender_addon import compat  # noqa: E402
+
+from conftest import (add_movie_strip, summarise_polls, read_rgb, result_strips,  # noqa: E402
                       timed, write_movie, write_wav)
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
@@ -26,7 +28,7 @@ def test_whole_flow_on_a_48_frame_640x360_clip(saved, tmp_path):
     movie = write_movie(tmp_path / "shot.mp4", N, h=H, w=W)
     scene = bpy.context.scene
     editor = scene.sequence_editor_create()
-    editor.strips.new_sound("shot sound", str(write_wav(tmp_path / "shot.wav", 2.0)), 1, 1)
+    compat.strips(editor).new_sound("shot sound", str(write_wav(tmp_path / "shot.wav", 2.0)), 1, 1)
     source = add_movie_strip(scene, movie, name="shot", channel=2)
     editor.active_strip = source
     for frame in (8, 40):
@@ -48,7 +50,7 @@ def test_whole_flow_on_a_48_frame_640x360_clip(saved, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.1)  # the modal timer's interval
     assert state.status == "FINISHED", state.error
-    summary = check_polls(polls, cpus)
+    summary = summarise_polls(polls, cpus)
 
     t0 = time.perf_counter()
     strip, errors = apply_result(scene, snap, state.result)  # the modal operator's finish
@@ -57,7 +59,7 @@ def test_whole_flow_on_a_48_frame_640x360_clip(saved, tmp_path):
           f"strip added in {finish * 1000:.1f} ms")
     assert not errors
     assert result_strips(scene) == [strip]
-    assert strip.channel == 3 and (strip.frame_final_start, strip.frame_final_end) == (1, N + 1)
+    assert strip.channel == 3 and compat.visible_range(strip) == (1, N + 1)
     assert len(strip.elements) == N
     frames = Path(bpy.path.abspath(strip.directory))
     for t in (1, 8, 24, 40, 48):

@@ -8,6 +8,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from blender_addon import compat  # noqa: E402
+
 from conftest import (ROOT, H, N, W, add_movie_strip, read_rgb, render_frame,  # noqa: E402
                       result_strips)
 
@@ -43,7 +45,7 @@ def test_recipe_renders_the_stylized_sequence_with_sound(saved, media):
     scene.render.fps = 24
     scene.frame_start, scene.frame_end = 1, N
     editor = scene.sequence_editor_create()
-    editor.strips.new_sound("shot sound", str(media["wav"]), 1, 1)
+    compat.strips(editor).new_sound("shot sound", str(media["wav"]), 1, 1)
     add_movie_strip(scene, media["movie"], name="shot", channel=2)
     scene.timeline_markers.new("k1", frame=4)
     scene.timeline_markers.new("k2", frame=19)

@@ -12,6 +12,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from blender_addon import compat  # noqa: E402
+
 from conftest import ADDON, ROOT, disable_addon, enable_addon, ui_context  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -139,7 +141,7 @@ def test_compat_picks_the_names_of_this_blender(addon):
     assert compat.ACTIVE_STRIP_CONTEXT == "active_strip"
     scene = bpy.context.scene
     editor = scene.sequence_editor_create()
-    strip = editor.strips.new_effect(name="c", type="COLOR", channel=1, frame_start=1, length=5)
+    strip = compat.strips(editor).new_effect(name="c", type="COLOR", channel=1, frame_start=1, length=5)
     editor.active_strip = strip
     assert compat.active_strip(bpy.context, scene) == strip
     assert compat.sequencer_scene(bpy.context) == scene
@@ -229,13 +231,14 @@ def test_engine_api_in_a_fresh_process():
             "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    # (bpy 5.2 prints its colour-management set-up on stdout when it is imported)
+    assert res.returncode == 0 and res.stdout.splitlines()[-1] == "ok", res.stderr
 
 
 def test_engine_api_finds_the_functions_whatever_was_imported_before():
     import engine
     import engine.propagation.job  # noqa: F401 - what other code may have done
-    import engine.stylizers.vgg  # noqa: F401
+    import engine.stylizers.painterly  # noqa: F401
 
     from blender_addon.worker import EngineAPI
 
@@ -273,7 +276,7 @@ def test_installs_and_runs_as_a_legacy_addon_zip(empty_file, tmp_path):
         assert import_module("karwai.preferences").Prefs(bpy.context).threads == 3
         scene = bpy.context.scene
         editor = scene.sequence_editor_create()
-        editor.strips.new_effect(name="c", type="COLOR", channel=1, frame_start=1, length=5)
+        compat.strips(editor).new_effect(name="c", type="COLOR", channel=1, frame_start=1, length=5)
         with pytest.raises(RuntimeError, match="Strip 'c' is a colour strip"):
             bpy.ops.karwai.add_keyframe(strip="c", frame=2)
     finally:
