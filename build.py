@@ -8,6 +8,8 @@
     python build.py demo [ARGS]          set up, run the product in Blender on the built-in example
     python build.py bench NAME [ARGS]    set up, run benchmarks/NAME.py (synth, propagate, ...)
     python build.py extension [ARGS]     set up, build the Blender extension zips into dist/
+    python build.py blenders [VERSION ...]  install the linux-x64 zip into bare Blenders
+                                         (bpy from PyPI, 4.2 LTS to 5.2 LTS) and run jobs
 
 Set-up creates ``.venv`` with the interpreter running this script (Python 3.11,
 which bpy 5.0.1 needs), installs ``requirements.txt`` in one resolve, runs
@@ -184,7 +186,13 @@ def cmd_extension(args):
     return in_venv(["-m", "tools.extension", *args])
 
 
-COMMANDS = {"test": cmd_test, "demo": cmd_demo, "bench": cmd_bench, "extension": cmd_extension}
+def cmd_blenders(args):
+    setup()
+    return in_venv(["-m", "tools.blender_matrix", *args])
+
+
+COMMANDS = {"test": cmd_test, "demo": cmd_demo, "bench": cmd_bench, "extension": cmd_extension,
+            "blenders": cmd_blenders}
 
 
 def main(argv):

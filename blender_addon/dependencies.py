@@ -11,9 +11,10 @@ preferences offer Install PyTorch, which runs pip in a background process:
   (``download.pytorch.org/whl/cu128``); without one, the CPU build
   (``download.pytorch.org/whl/cpu``); on macOS the standard build from PyPI,
   which uses Apple's Metal GPU;
-* into ``site-packages`` of the add-on's own user folder (an extension's
-  ``extension_path_user``; for the legacy add-on, ``datafiles/karwai``), never
-  into Blender's installation; pip writes to ``site-packages.partial`` first,
+* into ``site-packages-X.Y`` (X.Y: Blender's Python) of the add-on's own user
+  folder (an extension's ``extension_path_user``; for the legacy add-on,
+  ``datafiles/karwai``), never into Blender's installation; pip writes to
+  ``site-packages-X.Y.partial`` first,
   which replaces the site folder only once ``import torch`` works from it;
 * its output goes to ``install-torch.log`` next to the site folder; the
   progress shown is pip's ("Downloading torch-...whl", bytes so far).
@@ -41,6 +42,10 @@ CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
 
 _ADDON_PACKAGE = __package__
 _LEGACY_FOLDER = "karwai"
+#: One site folder per Python: torch's compiled modules are built for one, and Blender 5.1
+#: moved to Python 3.13, so settings copied from an older Blender must not bring a torch
+#: that cannot load ("Copy Previous Settings" copies the extensions' user folders).
+SITE_FOLDER = f"site-packages-{sys.version_info.major}.{sys.version_info.minor}"
 
 RUNNING, VERIFYING, FINISHED, FAILED, CANCELLED = (
     "RUNNING", "VERIFYING", "FINISHED", "FAILED", "CANCELLED")
@@ -61,10 +66,10 @@ def site_dir(create=False):
     import bpy
 
     try:
-        return bpy.utils.extension_path_user(_ADDON_PACKAGE, path="site-packages", create=create)
+        return bpy.utils.extension_path_user(_ADDON_PACKAGE, path=SITE_FOLDER, create=create)
     except ValueError:  # not an extension: a legacy add-on, or the source tree
         return bpy.utils.user_resource("DATAFILES", path=os.path.join(_LEGACY_FOLDER,
-                                                                      "site-packages"),
+                                                                      SITE_FOLDER),
                                        create=create)
 
 

@@ -206,8 +206,10 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                     if 0 <= cy < hs and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
                         _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
                 # Random search in windows around the best match so far.
-                px = nnf[y, x, 0]
-                py = nnf[y, x, 1]
+                # int64 as the hash: under NUMBA_DISABLE_JIT, numpy 2 refuses to mix a
+                # 32-bit hash with int32 array values (NEP 50); compiled, it is the same.
+                px = np.int64(nnf[y, x, 0])
+                py = np.int64(nnf[y, x, 1])
                 h = _hash32((x | (y << 16)) ^ sweep_seed)
                 for i in range(radii.shape[0]):
                     rad = radii[i]
