@@ -24,11 +24,21 @@ def _interrupted(prog="python -m engine"):
     return _INTERRUPTED
 
 
+def _caused_by_interrupt(exc):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 if __name__ == "__main__":
     # Installed before anything slow is imported: a KeyboardInterrupt that escapes
     # even main() (during the imports below) still ends in one line.
     def _excepthook(kind, value, tb, _default=sys.excepthook):
-        if issubclass(kind, KeyboardInterrupt):
+        if issubclass(kind, KeyboardInterrupt) or _caused_by_interrupt(value):
             import os
 
             _interrupted()
@@ -66,6 +76,8 @@ def main(argv=None):
     except Exception as exc:  # noqa: BLE001 - the last net: one line, not a traceback
         import os
 
+        if _caused_by_interrupt(exc):  # e.g. numpy turns a Ctrl-C during its import into an ImportError
+            return _interrupted()
         if os.environ.get("KARWAI_DEBUG"):
             raise
         text = " ".join(str(exc).split()) or "no message"
@@ -75,4 +87,11 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    try:  # the work is done: a Ctrl-C while the interpreter shuts down changes nothing
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ImportError, ValueError, OSError):
+        pass
+    sys.exit(status)
