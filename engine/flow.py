@@ -564,7 +564,7 @@ class FlowCache:
             raw = read_regular_file(path, what="flow cache")
         except FrameError:
             return None
-        payload = unseal(raw)
+        payload = unseal(raw, context=path.name)
         if payload is None:
             self.damaged += 1
             return None
@@ -608,7 +608,7 @@ class FlowCache:
             if self.max_bytes != 0:
                 buffer = io.BytesIO()
                 np.save(buffer, data, allow_pickle=False)
-                blob = seal(buffer.getbuffer())
+                blob = seal(buffer.getbuffer(), context=path.name)
                 try:
                     old = path.stat().st_size  # an unreadable entry being replaced
                 except OSError:

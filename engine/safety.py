@@ -405,20 +405,37 @@ _SEAL = b"KWSUM1"
 _DIGEST_SIZE = 32
 
 
-def seal(payload):
-    """``payload`` followed by a tag and its BLAKE2b digest (38 bytes in all)."""
+def _digest(payload, context):
+    h = hashlib.blake2b(digest_size=_DIGEST_SIZE)
+    context = str(context).encode("utf-8")
+    h.update(len(context).to_bytes(8, "little"))
+    h.update(context)
+    h.update(payload)
+    return h.digest()
+
+
+def seal(payload, context=""):
+    """``payload`` followed by a tag and its BLAKE2b digest (38 bytes in all).
+
+    Parameters
+    ----------
+    payload : bytes-like
+    context : str
+        What the data is (its cache key, its span): part of the digest, so a
+        valid file of another entry, copied or swapped in, does not unseal either.
+    """
     payload = bytes(payload)
-    return payload + _SEAL + hashlib.blake2b(payload, digest_size=_DIGEST_SIZE).digest()
+    return payload + _SEAL + _digest(payload, context)
 
 
-def unseal(data):
-    """The payload of :func:`seal`'s output, or ``None`` when the digest does not match."""
+def unseal(data, context=""):
+    """The payload of :func:`seal`'s output, or ``None`` when the digest (or context) does not match."""
     data = bytes(data)
     tail = len(_SEAL) + _DIGEST_SIZE
     if len(data) < tail or data[-tail:-_DIGEST_SIZE] != _SEAL:
         return None
     payload, digest = data[:-tail], data[-_DIGEST_SIZE:]
-    if hashlib.blake2b(payload, digest_size=_DIGEST_SIZE).digest() != digest:
+    if _digest(payload, context) != digest:
         return None
     return payload
 

@@ -255,6 +255,12 @@ def test_flow_cache_hit_avoids_recompute(tmp_path, monkeypatch):
     assert len(calls) == 6 and cache.damaged >= 1
     np.testing.assert_array_equal(fwd4, fwd1)
 
+    # Another pair's entry, whole and valid, swapped in under this pair's name: not used either.
+    target.write_bytes(cache.path_for(a, b2).read_bytes())
+    fwd5, _ = cache.pair(a, b)
+    assert len(calls) == 7
+    np.testing.assert_array_equal(fwd5, fwd1)
+
 
 def test_flow_cache_rejects_mismatched_frames(tmp_path):
     cache = FlowCache(tmp_path)

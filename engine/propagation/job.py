@@ -666,7 +666,13 @@ def _save(path, **arrays):
     """Write arrays as an ``.npz`` followed by a checksum (:func:`engine.safety.seal`)."""
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-    write_bytes_atomic(path, seal(buffer.getbuffer()))
+    write_bytes_atomic(path, seal(buffer.getbuffer(), context=_state_context(path)))
+
+
+def _state_context(path):
+    """A pass-state file's checksum covers its span folder and name: another span's file does not pass."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
 
 
 def _load_sealed(path):
@@ -675,9 +681,9 @@ def _load_sealed(path):
         raw = read_regular_file(path, what="pass state")
     except FrameError as exc:
         raise _DamagedState(path, str(exc).split(": ", 1)[-1]) from None
-    payload = unseal(raw)
+    payload = unseal(raw, context=_state_context(path))
     if payload is None:
-        raise _DamagedState(path, "checksum mismatch: truncated, empty or changed")
+        raise _DamagedState(path, "checksum mismatch: truncated, empty, changed or another span's")
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
