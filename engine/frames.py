@@ -43,6 +43,7 @@ __all__ = [
     "remove_stale_temp_files",
     "check_output_dir",
     "read_regular_file",
+    "check_image_file",
     "encode_image",
     "MAX_IMAGE_PIXELS",
 ]
@@ -373,6 +374,28 @@ def _header_size(path):
     if w * h > MAX_IMAGE_PIXELS:
         raise FrameError(f"{path}: {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS:,} an image may have")
     return int(h), int(w)
+
+
+def check_image_file(path):
+    """Check an image file cheaply without decoding it: ``(h, w)`` from its header.
+
+    Finds what would otherwise surface half-way through a job: a file that is
+    missing, not a regular file, empty, truncated, unreadable, or whose header
+    claims too many pixels.
+
+    Raises
+    ------
+    FrameError
+        Naming the file.
+    """
+    h, w = _header_size(path)
+    try:
+        complete = _tail_looks_complete(path)
+    except OSError as exc:
+        raise FrameError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not complete:
+        raise FrameError(f"{path}: file is truncated")
+    return h, w
 
 
 def _tail_looks_complete(path):

@@ -858,7 +858,7 @@ def small_job(tmp_path, keys=(1,), numbers=range(1, N + 1), seed=0):
 
 
 def outputs(out):
-    return {p.name: p.read_bytes() for p in sorted(Path(out).glob("*.png"))}
+    return {p.name: p.read_bytes() for p in sorted(Path(out).glob("*.png")) if p.is_file()}
 
 
 # -- 1. Deleting what the job does not own
@@ -1283,3 +1283,39 @@ def test_issue11_stylize_refuses_a_float_image_in_0_to_1():
     with pytest.raises(TypeError, match="frame"):
         stylize([[0, 1]], method="painterly")
     assert stylize(image * 255, method="painterly").mean() > 20  # 0..255 floats are fine
+
+
+def test_issue11_a_bad_mask_is_found_before_anything_is_written(tmp_path):
+    c, frames = small_job(tmp_path)
+    masks = c.src / "masks"
+    for n in frames:
+        imwrite(masks / f"{n:04d}.png", np.full((H, W), 255, np.uint8))
+    _bomb_png(masks / "0005.png")
+    fifo_masks = c.src / "fifo-masks"
+    assert_one_line_error(run_cli([*c.argv(), "--mask", str(masks)]), "0005.png")
+    assert not c.out.exists()
+    if hasattr(os, "mkfifo"):
+        fifo_masks.mkdir()
+        for n in frames:
+            imwrite(fifo_masks / f"{n:04d}.png", np.full((H, W), 255, np.uint8))
+        (fifo_masks / "0002.png").unlink()
+        os.mkfifo(fifo_masks / "0002.png")
+        assert_one_line_error(run_cli([*c.argv(), "--mask", str(fifo_masks)]), "0002.png", "FIFO")
+        assert_one_line_error(run_cli([*c.argv(), "--mask", "/dev/zero"]), "/dev/zero")
+        assert not c.out.exists()
+
+
+def test_issue11_an_output_name_taken_by_a_folder_is_refused_before_writing(tmp_path):
+    c, _ = small_job(tmp_path)
+    (c.out / "0004.png").mkdir(parents=True)
+    (c.out / "0004.png" / "keep.txt").write_text("mine")
+    assert_one_line_error(run_cli(c.argv()), "0004.png")
+    assert outputs(c.out) == {} and (c.out / "0004.png" / "keep.txt").read_text() == "mine"
+
+
+def test_issue11_suggest_names_a_wrong_argument():
+    from engine import suggest_keyframes
+
+    for bad in (None, 5, "frames/", Path("frames")):
+        with pytest.raises(TypeError, match="frames"):
+            suggest_keyframes(bad)

@@ -273,6 +273,11 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
     own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES, check_only=True)
     if out.exists():
         _Record.load(out / RECORD_NAME)  # a damaged record is refused before anything is written
+        for n in source.frame_numbers:
+            path = out / source.name_for(n)
+            if os.path.lexists(path) and not os.path.islink(path) and not path.is_file():
+                raise FrameError(f"{path}: an output frame's name is taken by a folder or special file; "
+                                 "move it away or choose another output folder")
 
     # Fingerprints of everything that determines each output frame.
     identity = _source_identity(source)
