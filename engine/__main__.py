@@ -9,36 +9,26 @@ one line on stderr and exit status 130, never a traceback.
 
 import sys
 
+from .interrupts import caused_by_interrupt, ignore_further, install, seen
+
 _INTERRUPTED = 130
 
 
 def _interrupted(prog="python -m engine"):
     """Say it once, ignore further Ctrl-C while leaving, and give the status."""
-    try:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except (ImportError, ValueError, OSError):
-        pass
+    ignore_further()
     print(f"\n{prog}: interrupted", file=sys.stderr)
     return _INTERRUPTED
 
 
-def _caused_by_interrupt(exc):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 if __name__ == "__main__":
-    # Installed before anything slow is imported: a KeyboardInterrupt that escapes
-    # even main() (during the imports below) still ends in one line.
+    # First of all, before anything slow is imported: a Ctrl-C at any moment from
+    # here on ends in one line, even one that escapes main() or that a library
+    # turned into another error.
+    install()
+
     def _excepthook(kind, value, tb, _default=sys.excepthook):
-        if issubclass(kind, KeyboardInterrupt) or _caused_by_interrupt(value):
+        if issubclass(kind, KeyboardInterrupt) or caused_by_interrupt(value):
             import os
 
             _interrupted()
@@ -76,7 +66,7 @@ def main(argv=None):
     except Exception as exc:  # noqa: BLE001 - the last net: one line, not a traceback
         import os
 
-        if _caused_by_interrupt(exc):  # e.g. numpy turns a Ctrl-C during its import into an ImportError
+        if caused_by_interrupt(exc):  # e.g. numpy turns a Ctrl-C during its import into an ImportError
             return _interrupted()
         if os.environ.get("KARWAI_DEBUG"):
             raise
@@ -88,10 +78,14 @@ def main(argv=None):
 
 if __name__ == "__main__":
     status = main()
-    try:  # the work is done: a Ctrl-C while the interpreter shuts down changes nothing
-        import signal
+    ignore_further()  # the work is done: a Ctrl-C while the interpreter shuts down changes nothing
+    if seen():
+        # A KeyboardInterrupt that went through C code run by an extension's import
+        # leaves CPython's "unhandled interrupt" flag set, and the interpreter would
+        # then end by killing itself with SIGINT whatever the status: leave directly.
+        import os
 
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except (ImportError, ValueError, OSError):
-        pass
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)

@@ -16,6 +16,8 @@ import sys
 import threading
 import warnings
 
+from .interrupts import caused_by_interrupt
+
 __all__ = ["add_propagate_parser", "run_propagate", "add_suggest_parser", "run_suggest"]
 
 
@@ -115,6 +117,9 @@ def run_propagate(args):
         print(f"propagate: {exc}", file=sys.stderr)
         return 130
     except (FrameError, ValueError, OSError) as exc:
+        if caused_by_interrupt(exc):
+            print("\npropagate: interrupted; complete frames are kept, run again to resume", file=sys.stderr)
+            return 130
         print(f"propagate: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     finally:
@@ -143,6 +148,9 @@ def run_suggest(args):
         print("\nsuggest: interrupted", file=sys.stderr)
         return 130
     except (FrameError, ValueError, OSError) as exc:
+        if caused_by_interrupt(exc):
+            print("\nsuggest: interrupted", file=sys.stderr)
+            return 130
         print(f"suggest: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     for s in suggestions:

@@ -140,6 +140,7 @@ def _check_paths(args, params):
 def run_stylize(args):
     """Run the ``stylize`` subcommand for parsed ``args``; returns the exit status."""
     from .frames import read_image, remove_stale_temp_files, write_frame_atomic
+    from .interrupts import caused_by_interrupt
     from .stylizers import Cancelled, stylize
 
     bar = _Bar(args.method, disable=getattr(args, "quiet", False))
@@ -169,6 +170,9 @@ def run_stylize(args):
         return 130
     except (ValueError, OSError, ImportError) as exc:
         bar.close()
+        if caused_by_interrupt(exc):  # a Ctrl-C that a library (torch, numpy) reported as its own error
+            print("stylize: cancelled", file=sys.stderr)
+            return 130
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
     if not getattr(args, "quiet", False):

@@ -1319,3 +1319,47 @@ def test_issue11_suggest_names_a_wrong_argument():
     for bad in (None, 5, "frames/", Path("frames")):
         with pytest.raises(TypeError, match="frames"):
             suggest_keyframes(bad)
+
+
+def test_the_corpus_covers_issue_11():
+    """Every bullet of issue 11 has at least one case here or in test_crash_safety.py."""
+    import re
+
+    crash = (Path(__file__).parent / "test_crash_safety.py").read_text(encoding="utf-8")
+    here, there = set(globals()), set(re.findall(r"^def (\w+)\(", crash, re.M))
+    bullets = {
+        "1. deleting what the job does not own": ["test_issue11_cache_dir_holding_the_frames_deletes_nothing",
+                                                  "test_issue11_a_users_file_in_the_cache_folder_survives",
+                                                  "test_issue11_only_marked_folders_are_emptied_and_only_of_known_names"],
+        "2. a source object instead of a path": ["test_issue11_a_source_object_is_checked_like_a_path"],
+        "2. --mask M --out M": ["test_issue11_mask_folder_as_the_output_is_refused"],
+        "2. stylize in == out (and style image, weights)": ["test_issue11_stylize_never_writes_over_its_input"],
+        "2. a key file inside --out": ["test_issue11_a_key_inside_the_output_folder_is_refused",
+                                      "test_issue11_a_source_frame_linked_from_the_output_is_refused",
+                                      "test_issue11_cache_inside_the_source_folder_is_refused"],
+        "3. a key's own source frame edited": ["test_issue11_a_keys_own_source_frame_edited_between_runs"],
+        "3. a source frame removed": ["test_issue11_outputs_of_removed_frames_are_removed_but_only_the_jobs"],
+        "3. two jobs in one --out, the lock": ["test_issue11_two_jobs_with_different_keys_in_one_output_folder",
+                                              "test_issue11_one_job_per_output_folder"],
+        "3. damaged flow-cache data": ["test_issue11_damaged_flow_cache_data_is_recomputed"],
+        "4. wrong-typed job records": ["test_issue11_a_damaged_job_record_is_one_line"],
+        "4. decompression bombs": ["test_issue11_decompression_bombs_are_refused",
+                                   "test_issue11_a_bad_mask_is_found_before_anything_is_written"],
+        "4. FIFO and /dev/zero": ["test_issue11_a_fifo_or_device_is_refused_not_read"],
+        "4. Ctrl-C early in propagate, during suggest": ["test_issue11_ctrl_c_at_any_moment_is_one_line"],
+        "4. 240-character names": ["test_issue11_frame_names_of_240_characters"],
+        "4. a dangling symlink among the frames": ["test_issue11_a_broken_symlink_in_the_frame_folder_is_named"],
+        "4. --key 1_0=k.png": ["test_issue11_key_frame_numbers_are_plain_decimal_digits"],
+        "5. wrong argument types, nothing created": [
+            "test_issue11_wrong_argument_types_name_the_parameter_and_create_nothing",
+            "test_issue11_a_refused_call_creates_no_output_folder", "test_issue11_suggest_names_a_wrong_argument"],
+        "5. stylize() and 0..1 floats": ["test_issue11_stylize_refuses_a_float_image_in_0_to_1"],
+    }
+    crash_bullets = {
+        "4. truncated or empty pass-state files": ["test_damaged_pass_states_are_recomputed_not_trusted"],
+        "kill stylize and suggest at random moments": ["test_stylize_killed_at_random_moments_then_rerun",
+                                                       "test_suggest_killed_at_random_moments_then_rerun"],
+    }
+    missing = [n for names in bullets.values() for n in names if n not in here]
+    missing += [n for names in crash_bullets.values() for n in names if n not in there]
+    assert not missing, missing
