@@ -11,9 +11,12 @@ message on stderr and exit status 1, without a traceback; Ctrl-C exits with 130
 and leaves only complete frames, and a re-run resumes.
 """
 
+import re
 import sys
 import threading
 import warnings
+
+from .interrupts import caused_by_interrupt
 
 __all__ = ["add_propagate_parser", "run_propagate", "add_suggest_parser", "run_suggest"]
 
@@ -54,16 +57,22 @@ def add_propagate_parser(subparsers):
     return p
 
 
+#: A frame number on the command line: plain decimal digits (a minus sign is
+#: read, so that the error can say the frame is outside the clip). ``int()``
+#: alone would also take "1_0", " 5", "+5" and other scripts' digits.
+_FRAME_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
+
+
 def _parse_keys(items):
     keys = {}
     for item in items:
         number, sep, path = item.partition("=")
         if not sep or not path:
             raise ValueError(f"--key {item!r}: expected N=IMAGE, e.g. --key 1=key0001.png")
-        try:
-            n = int(number)
-        except ValueError:
-            raise ValueError(f"--key {item!r}: frame number {number!r} is not an integer") from None
+        if not _FRAME_NUMBER.fullmatch(number):
+            raise ValueError(f"--key {item!r}: frame number {number!r} is not an integer "
+                             "(plain decimal digits, e.g. --key 12=key.png)")
+        n = int(number)
         if n in keys:
             raise ValueError(f"--key: frame {n} is given twice")
         keys[n] = path
@@ -108,6 +117,9 @@ def run_propagate(args):
         print(f"propagate: {exc}", file=sys.stderr)
         return 130
     except (FrameError, ValueError, OSError) as exc:
+        if caused_by_interrupt(exc):
+            print("\npropagate: interrupted; complete frames are kept, run again to resume", file=sys.stderr)
+            return 130
         print(f"propagate: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     finally:
@@ -130,8 +142,15 @@ def run_suggest(args):
     from .keyframes import suggest_keyframes
 
     try:
-        suggestions = suggest_keyframes(open_frames(args.frames))
+        with open_frames(args.frames) as source:
+            suggestions = suggest_keyframes(source)
+    except KeyboardInterrupt:
+        print("\nsuggest: interrupted", file=sys.stderr)
+        return 130
     except (FrameError, ValueError, OSError) as exc:
+        if caused_by_interrupt(exc):
+            print("\nsuggest: interrupted", file=sys.stderr)
+            return 130
         print(f"suggest: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     for s in suggestions:

@@ -434,6 +434,8 @@ class MaskSequence:
             return
         from .frames import open_frames
 
+        from .frames import check_image_file
+
         source = open_frames(self.path)
         self._paths = {n: source.path_for(n) for n in source.frame_numbers}
         if frame_numbers is not None:
@@ -442,6 +444,13 @@ class MaskSequence:
                 shown = ", ".join(str(n) for n in missing[:10])
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 raise FrameError(f"{self.path}: no mask for frame(s) {shown}{more}")
+        # A bad mask is found now, not when its frame is written half-way through a job.
+        for n in (self._paths if frame_numbers is None else frame_numbers):
+            check_image_file(self._paths[n])
+
+    def files(self):
+        """dict: ``{frame number: mask file}`` of a folder of masks; empty for a single mask."""
+        return dict(self._paths)
 
     def read(self, n):
         """The mask of frame ``n``.

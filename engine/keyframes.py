@@ -20,6 +20,7 @@ threshold.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Iterator
 
 import cv2
@@ -84,11 +85,17 @@ def _iter_frames(frames):
     if hasattr(frames, "frame_numbers") and hasattr(frames, "read"):
         numbers = list(frames.frame_numbers)
         return len(numbers), ((n, frames.read(n)) for n in numbers)
+    from .safety import ParameterTypeError
+
+    if isinstance(frames, (str, bytes, os.PathLike)):
+        raise ParameterTypeError(
+            "frames must be a source from open_frames or a sequence of arrays, got a path; "
+            "open it first: suggest_keyframes(open_frames(path))")
     try:
         total = len(frames)
     except TypeError:
-        raise TypeError(
-            "frames must be a source from open_frames or a sequence of arrays"
+        raise ParameterTypeError(
+            f"frames must be a source from open_frames or a sequence of arrays, got {type(frames).__name__}"
         ) from None
     return total, ((i + 1, frame) for i, frame in enumerate(frames))
 
@@ -249,6 +256,14 @@ def suggest_keyframes(
     -------
     list of KeyframeSuggestion
         Sorted by frame number.
+
+    Raises
+    ------
+    TypeError (engine.safety.ParameterTypeError)
+        When ``frames`` is neither a source nor a sequence (a path must be
+        opened with :func:`engine.frames.open_frames` first); also a ``ValueError``.
+    ValueError
+        For a bad threshold or frame, naming it.
     """
     for name, value in (
         ("cut_threshold", cut_threshold),

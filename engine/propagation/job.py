@@ -23,18 +23,21 @@ import io
 import json
 import os
 from pathlib import Path
-import shutil
+import re
 import time
 import warnings
 
 import cv2
 import numpy as np
 
+from .. import __version__
 from ..flow import FlowCache, warp
-from ..frames import (FrameError, check_output_dir, open_frames, read_image, remove_stale_temp_files,
-                      write_bytes_atomic, write_frame_atomic)
+from ..frames import (FrameError, check_output_dir, encode_image, open_frames, read_image, read_regular_file,
+                      remove_stale_temp_files, write_bytes_atomic)
 from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
                       open_masks, positional_guide, temporal_guide)
+from ..safety import (FolderLock, ParameterTypeError, as_path, check_clashes, file_digest, is_owned,
+                      own_folder, remove_owned, seal, unseal)
 from ..stylizers._common import Cancelled
 from .settings import JobSettings
 
@@ -45,6 +48,15 @@ __all__ = ["propagate", "PropagateResult", "Cancelled", "plan_spans", "Span"]
 
 RECORD_NAME = ".karwai-job.json"
 CACHE_NAME = ".karwai-cache"
+#: Bumped whenever the same inputs would give other output bytes (with the
+#: engine version and the settings, it is in every output's fingerprint).
+RESULT_FORMAT = 2
+#: Files the job writes in a span's pass-state folder.
+_WORK_FILES = re.compile(r"(?:fwd|bwd)_state\.npz|(?:fwd|pass|smooth)_-?[0-9]+\.npz")
+#: What an unmarked pass-state folder of an earlier version may hold to be adopted.
+_OWN_WORK_NAMES = re.compile(r"[0-9a-f]{24}|[0-9a-f]{12}-[0-9a-f]{24}")
+_OWN_FLOW_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\..+\.[0-9]+\.[0-9a-f]{8}\.tmp")
+_OWN_CACHE_NAMES = re.compile(r"flow|work")
 #: Default size cap of the flow cache, in MB.
 DEFAULT_CACHE_LIMIT_MB = 1024
 
@@ -133,8 +145,9 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         aspect differs by over 1 % is refused unless ``key_fit`` says to crop
         or pad.
     out : str or os.PathLike
-        Output folder; one PNG per frame, named like the input frames. It may
-        not be the input folder nor lie inside it.
+        Output folder; one PNG per frame, named like the input frames. Nothing
+        the job reads (frames, keys, masks) may be in it, and it may not be,
+        nor lie inside, a folder the job reads.
     masks : str or os.PathLike, optional
         Folder of per-frame masks (same numbering). Only the masked region takes
         the style; outside it the output is transparent (RGBA).
@@ -154,7 +167,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         Checked before every frame; when set, :class:`Cancelled` is raised and
         only complete frames are left on disk. A re-run resumes.
     cache_dir : str or os.PathLike, optional
-        Flow cache and pass states (default ``OUT/.karwai-cache``).
+        Flow cache and pass states (default ``OUT/.karwai-cache``). The job
+        keeps them in the ``flow`` and ``work`` folders in it, which it creates
+        and marks as its own; it never uses, nor deletes, such a folder that it
+        did not make.
     settings : JobSettings, optional
         All settings at once; overrides ``quality``, ``weights``, ``blend_mode``,
         ``key_fit`` and ``seed``.
@@ -176,85 +192,227 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
 
     Raises
     ------
+    TypeError (ParameterTypeError)
+        For an argument of the wrong type (``out=None``, ``frames`` a list...);
+        :class:`engine.safety.ParameterTypeError` is also a ``ValueError``.
     ValueError (FrameError)
-        For bad frames, keys, masks, settings or output folder; the message
-        names the file or parameter.
+        For bad frames, keys, masks, settings or output folder, a path the job
+        writes that clashes with one it reads, or another job already running
+        in ``out``; the message names the file or parameter. A refused call
+        creates nothing on disk.
     Cancelled
         When ``cancel`` was set.
+
+    Notes
+    -----
+    Resume and ownership: the job record ``OUT/.karwai-job.json`` holds, for
+    every output frame, a fingerprint of everything that made it (its span's
+    source frames including the keys' own frames, the keys, the masks, the
+    settings and the engine version) and the digest of the bytes written. A
+    re-run keeps a frame only when both still match, and removes the outputs of
+    frames no longer in the clip only when their bytes are those it wrote. One
+    job at a time may run in an output folder (an OS-level lock).
     """
     t_start = time.perf_counter()
+    # Every argument is checked before anything is created or written.
     if settings is None:
         settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
                                key_fit=key_fit, seed=seed)
-    max_bytes = _cache_limit_bytes(cache_limit_mb)
-    source = frames if hasattr(frames, "frame_numbers") else open_frames(frames)
-    source_path = Path(getattr(source, "path", frames)) if not hasattr(frames, "frame_numbers") else None
-    source.validate()
-    out = check_output_dir(out, source_path)
+    elif not isinstance(settings, JobSettings):
+        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    out = as_path("out", out)
+    cache = as_path("cache_dir", cache_dir) if cache_dir is not None else out / CACHE_NAME
+    masks = as_path("masks", masks) if masks is not None else None
+    if not isinstance(keep_cache, (bool, np.bool_)):
+        raise ParameterTypeError(f"keep_cache must be True or False, got {type(keep_cache).__name__}")
     if progress is not None and not callable(progress):
-        raise ValueError("progress must be callable")
-    if cancel is not None and not hasattr(cancel, "is_set"):
-        raise ValueError("cancel must be a threading.Event (or have is_set())")
+        raise ParameterTypeError(f"progress must be callable, got {type(progress).__name__}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise ParameterTypeError(f"cancel must be a threading.Event (or have is_set()), got {type(cancel).__name__}")
+    max_bytes = _cache_limit_bytes(cache_limit_mb)
+    source, opened = _open_source(frames)
+    try:
+        return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=progress,
+                          cancel=cancel, cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes,
+                          t_start=t_start)
+    finally:
+        if opened:
+            source.close()
+
+
+def _open_source(frames):
+    """``(source, opened_here)`` for a path or a frame source."""
+    if hasattr(frames, "frame_numbers") and hasattr(frames, "read") and hasattr(frames, "name_for"):
+        return frames, False
+    if isinstance(frames, (str, os.PathLike)):
+        return open_frames(as_path("frames", frames)), True
+    raise ParameterTypeError(
+        f"frames must be a folder or video path, or a source from open_frames, got {type(frames).__name__}")
+
+
+def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, keep_cache, max_bytes, t_start):
+    source.validate()
     h, w = source.size
-    key_styles = _load_keys(keys, source, settings.key_fit)
+    key_styles, key_files = _load_keys(keys, source, settings.key_fit)
     mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
 
-    cache = Path(cache_dir) if cache_dir is not None else out / CACHE_NAME
-    remove_stale_temp_files(out)
-    flow_cache = FlowCache(cache / "flow", params=settings.flow_params, max_bytes=max_bytes)
-    record = _Record(out / RECORD_NAME)
+    # What the job reads against what it writes, before anything is written.
+    check_clashes(_reads(source, key_files, mask_source),
+                  [("the output folder", out, True), ("the cache folder", cache, not cache.exists()),
+                   ("the flow cache", cache / "flow", True), ("the pass states", cache / "work", True)])
+    for folder in (cache / "flow", cache / "work"):
+        real_out, real_folder = Path(os.path.realpath(out)), Path(os.path.realpath(folder))
+        if real_out == real_folder or real_folder in real_out.parents:
+            raise FrameError(f"{out}: the output folder may not be in the cache folder {folder}; "
+                             "choose another output or cache folder")
+    if cache == out / CACHE_NAME:
+        own_folder(cache, "the cache folder", adopt=_OWN_CACHE_NAMES, check_only=True)
+    elif os.path.lexists(cache) and not cache.is_dir():
+        raise FrameError(f"{cache}: the cache folder must be a folder, and this path exists and is not one")
+    own_folder(cache / "flow", "the flow cache", adopt=_OWN_FLOW_NAMES, check_only=True)
+    own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES, check_only=True)
+    if out.exists():
+        _Record.load(out / RECORD_NAME)  # a damaged record is refused before anything is written
+        for n in source.frame_numbers:
+            path = out / source.name_for(n)
+            if os.path.lexists(path) and not os.path.islink(path) and not path.is_file():
+                raise FrameError(f"{path}: an output frame's name is taken by a folder or special file; "
+                                 "move it away or choose another output folder")
+
+    # Fingerprints of everything that determines each output frame.
     identity = _source_identity(source)
+    mask_ids = _mask_identity(mask_source, source.frame_numbers)
     key_hashes = {n: hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
                   for n, img in key_styles.items()}
-    spans = plan_spans(source.frame_numbers, key_styles)
-    total = sum(len(s.frames) * (2 if s.kind == "between" else 1) for s in spans)
-    ctx = _Context(source=source, flow_cache=flow_cache, settings=settings, keys=key_styles,
-                   masks=mask_source, out=out, cancel=cancel, progress=progress, total=total)
+    job_fp = _hash("engine", __version__, RESULT_FORMAT, settings.fingerprint())
 
-    job_fp = _hash(settings.fingerprint(), _path_identity(masks) if masks else "no masks")
-    # Keys first: their output is the key itself.
-    for n, style in key_styles.items():
-        fp = _hash("key", job_fp, key_hashes[n], identity.get(n, ""))
-        path = out / source.name_for(n)
-        if record.spans.get(f"key-{n}") != fp or not path.exists():
-            ctx.write_output(n, style)
-            record.spans[f"key-{n}"] = fp
+    def inputs_of(n):
+        return f"{n}:{identity[n]}:{mask_ids.get(n, '')}"
+
+    spans = plan_spans(source.frame_numbers, key_styles)
+    span_fps = {span.name: _hash(span.name, job_fp, key_hashes.get(span.key_a, ""), key_hashes.get(span.key_b, ""),
+                                 *(inputs_of(k) for k in (span.key_a, span.key_b) if k is not None),
+                                 *(inputs_of(n) for n in span.frames))
+                for span in spans}
+    key_fps = {n: _hash("key", job_fp, key_hashes[n], inputs_of(n)) for n in key_styles}
+
+    out = check_output_dir(out)
+    with FolderLock(out):
+        record = _Record.load(out / RECORD_NAME)
+        remove_stale_temp_files(out)
+        names = {n: source.name_for(n) for n in source.frame_numbers}
+        _remove_stale_outputs(out, record, set(names.values()))
+        if cache == out / CACHE_NAME:
+            own_folder(cache, "the cache folder", adopt=_OWN_CACHE_NAMES)
+        elif not cache.exists():
+            own_folder(cache, "the cache folder")  # made here, so removed here once empty
+        flow_cache = FlowCache(own_folder(cache / "flow", "the flow cache"), params=settings.flow_params,
+                               max_bytes=max_bytes)
+        work_root = own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES)
+        work_prefix = hashlib.sha256(str(Path(os.path.realpath(out))).encode()).hexdigest()[:12]
+        total = sum(len(s.frames) * (2 if s.kind == "between" else 1) for s in spans)
+        ctx = _Context(source=source, flow_cache=flow_cache, settings=settings, keys=key_styles,
+                       masks=mask_source, out=out, cancel=cancel, progress=progress, total=total,
+                       record=record, names=names)
+
+        # Keys first: their output is the key itself.
+        for n, style in key_styles.items():
+            if not record.finished(out, names[n], key_fps[n]):
+                ctx.write_output(n, style, key_fps[n])
+        computed = skipped = 0
+        for span in spans:
+            fp = span_fps[span.name]
+            if all(record.finished(out, names[n], fp) for n in span.frames):
+                skipped += len(span.frames)
+                ctx.done += len(span.frames) * (2 if span.kind == "between" else 1)
+                record.spans[span.name] = fp
+                ctx.report(f"kept {span.name} from an earlier run")
+                continue
+            work = work_root / f"{work_prefix}-{fp[:24]}"
+            record.spans.pop(span.name, None)
             record.save()
-    computed = skipped = 0
-    for span in spans:
-        fp = _hash(span.name, job_fp, key_hashes.get(span.key_a, ""),
-                   key_hashes.get(span.key_b, ""), *(f"{n}:{identity.get(n, '')}" for n in span.frames))
-        outputs = [out / source.name_for(n) for n in span.frames]
-        if record.spans.get(span.name) == fp and all(p.exists() for p in outputs):
-            skipped += len(span.frames)
-            ctx.done += len(span.frames) * (2 if span.kind == "between" else 1)
-            ctx.report(f"kept {span.name} from an earlier run")
-            continue
-        work = cache / "work" / fp[:24]
-        work.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(work)
-        record.spans.pop(span.name, None)
+            computed += _run_span_checked(ctx, span, work, fp)
+            record.spans[span.name] = fp
+            record.save()
+            remove_owned(work, _WORK_FILES)
+        record.settings = settings.as_dict()
         record.save()
-        computed += _run_span(ctx, span, work)
-        record.spans[span.name] = fp
-        record.save()
-        shutil.rmtree(work, ignore_errors=True)
-    record.settings = settings.as_dict()
-    record.save()
-    shutil.rmtree(cache / "work", ignore_errors=True)
-    if not keep_cache:
-        flow_cache.clear()
-        try:
-            cache.rmdir()  # only when empty: a user's --cache-dir may hold other files
-        except OSError:
-            pass
-    paths = [out / source.name_for(n) for n in source.frame_numbers]
+        # This job's pass states of earlier runs (other keys or frames), never another job's.
+        for entry in sorted(work_root.glob(f"{work_prefix}-*")):
+            if not remove_owned(entry, _WORK_FILES) and not is_owned(entry):
+                try:
+                    entry.rmdir()  # empty, its marker removed by a kill just before the folder
+                except OSError:
+                    pass
+        # Removed once no other job's pass states are in them (several jobs may share a cache).
+        remove_owned(work_root, _WORK_FILES, recurse=False)
+        if not keep_cache:
+            flow_cache.clear()
+            remove_owned(cache, _WORK_FILES, recurse=False)  # only a cache folder the job made
+    paths = [out / names[n] for n in source.frame_numbers]
     return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
                            seconds=time.perf_counter() - t_start)
 
 
+def _reads(source, key_files, mask_source):
+    """``(what, path, is_folder)`` of every file and folder the job reads."""
+    reads = []
+    path = getattr(source, "path", None)
+    path_for = getattr(source, "path_for", None)
+    if path is not None:
+        folder = os.path.isdir(path)
+        reads.append(("the source folder" if folder else "the source video", path, folder))
+    if path_for is not None:
+        reads += [(f"source frame {n}", path_for(n), False) for n in source.frame_numbers]
+    reads += [(f"the key for frame {n}", p, False) for n, p in key_files.items()]
+    if mask_source is not None:
+        folder = os.path.isdir(mask_source.path)
+        reads.append(("the mask folder" if folder else "the mask", mask_source.path, folder))
+        reads += [(f"the mask of frame {n}", p, False) for n, p in mask_source.files().items()]
+    return reads
+
+
+def _remove_stale_outputs(out, record, current):
+    """Remove the outputs of frames no longer in the clip, when their bytes are the job's."""
+    stale = [name for name in record.frames if name not in current]
+    if not stale:
+        return
+    for name in stale:
+        entry = record.frames.pop(name)
+        path = out / name
+        try:
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            if file_digest(path) in (entry["sha256"], entry.get("before")):
+                os.unlink(path)
+        except (OSError, FrameError):
+            continue
+    record.save()
+
+
+def _run_span_checked(ctx, span, work, fp):
+    """:func:`_run_span`, recomputed from scratch when its pass states are damaged."""
+    done = ctx.done
+    for attempt in range(2):
+        own_folder(work, f"the pass states of {span.name}", adopt=_WORK_FILES)
+        remove_stale_temp_files(work)
+        try:
+            return _run_span(ctx, span, work, fp)
+        except _DamagedState as exc:
+            if attempt:
+                raise FrameError(f"{exc.path}: pass state damaged again right after being written "
+                                 f"({exc.why}); check the disk") from None
+            warnings.warn(f"{exc.path}: damaged pass state ({exc.why}); recomputing {span.name}",
+                          stacklevel=2)
+            remove_owned(work, _WORK_FILES)
+            ctx.done = done
+
+
 class _Context:
-    def __init__(self, *, source, flow_cache, settings, keys, masks, out, cancel, progress, total):
+    def __init__(self, *, source, flow_cache, settings, keys, masks, out, cancel, progress, total, record,
+                 names):
+        self.record = record
+        self.names = names
         self.source = source
         self.flow_cache = flow_cache
         self.settings = settings
@@ -274,10 +432,15 @@ class _Context:
         if self.progress is not None:
             self.progress(self.done, self.total, message)
 
-    def write_output(self, n, image):
+    def write_output(self, n, image, fp):
+        """Write frame ``n``'s output, recording its fingerprint and digest first (write-ahead)."""
         if self.masks is not None:
             image = apply_mask(image[:, :, :3], self.masks.read(n))
-        write_frame_atomic(self.out / self.source.name_for(n), image)
+        path = self.out / self.names[n]
+        data = encode_image(path, image)
+        self.record.note_frame(self.names[n], fp, hashlib.sha256(data).hexdigest())
+        self.record.save()
+        write_bytes_atomic(path, data)
 
     def flows(self, n, prev):
         """Flow from frame ``n`` to ``prev`` and back (one cache entry per ordered pair)."""
@@ -327,7 +490,7 @@ class _Pass:
         return result, new_state, to_prev
 
 
-def _run_span(ctx, span, work):
+def _run_span(ctx, span, work, fp):
     """Compute and write one span's frames, resuming from ``work`` states."""
     if span.kind == "before":
         computed = _single_pass(ctx, _Pass(ctx, span.key_b), list(reversed(span.frames)), work,
@@ -336,7 +499,7 @@ def _run_span(ctx, span, work):
         computed = _single_pass(ctx, _Pass(ctx, span.key_a), list(span.frames), work, work / "fwd_state.npz")
     else:
         computed = _between_keys(ctx, span, work)
-    _finish_span(ctx, span, work)
+    _finish_span(ctx, span, work, fp)
     return computed
 
 
@@ -351,6 +514,8 @@ def _between_keys(ctx, span, work):
     state = _load_state(fwd_state_path, span.frames) or fwd.initial_state()
     done_fwd = 0 if state["n"] == span.key_a else span.frames.index(state["n"]) + 1
     ctx.done += done_fwd
+    for n in span.frames[:done_fwd]:
+        _load_sealed(work / f"fwd_{n}.npz")  # the backward pass needs them all: check them now
     for n in span.frames[done_fwd:]:
         result, state, _ = fwd.step(state, n)
         _save(work / f"fwd_{n}.npz", image=result.image, error=result.error)
@@ -370,8 +535,8 @@ def _between_keys(ctx, span, work):
     lo, hi = span.key_a, span.key_b
     for n in order[start:]:
         result, state, to_prev = bwd.step(state, n)
-        with np.load(work / f"fwd_{n}.npz") as f:
-            fwd_image, fwd_error = f["image"], f["error"]
+        f = _load_sealed(work / f"fwd_{n}.npz")
+        fwd_image, fwd_error = f["image"], f["error"]
         position = (n - lo) / float(hi - lo)
         if ctx.settings.blend == "crossfade":
             blended = blend.crossfade(fwd_image, result.image, position)
@@ -405,7 +570,7 @@ def _single_pass(ctx, one_pass, order, work, state_path):
     return len(order) - start
 
 
-def _finish_span(ctx, span, work):
+def _finish_span(ctx, span, work, fp):
     """Smooth a span's pass results along the flow both ways, restore their detail, write them.
 
     The recursive filter starts from the key at each end of the span that has
@@ -419,8 +584,7 @@ def _finish_span(ctx, span, work):
     frames = list(span.frames)
 
     def pass_image(n):
-        with np.load(work / f"pass_{n}.npz") as data:
-            return data["image"]
+        return _load_sealed(work / f"pass_{n}.npz")["image"]
 
     def smooth(n, image, neighbour, neighbour_image):
         if neighbour is None or strength == 0.0:
@@ -445,8 +609,7 @@ def _finish_span(ctx, span, work):
         ctx.check_cancel()
         following = smooth(n, pass_image(n), neighbour, following)
         neighbour = n
-        with np.load(work / f"smooth_{n}.npz") as data:
-            image = (data["image"].astype(np.float32) + following) * np.float32(0.5)
+        image = (_load_sealed(work / f"smooth_{n}.npz")["image"].astype(np.float32) + following) * np.float32(0.5)
         if ratios:
             if len(ratios) == 2:
                 t = (n - span.key_a) / float(span.key_b - span.key_a)
@@ -454,7 +617,7 @@ def _finish_span(ctx, span, work):
             else:
                 (ratio,) = ratios.values()
             image = refine.restore_detail(image, ctx.source.read(n), ratio)
-        ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8))
+        ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8), fp)
         ctx.report(f"frame {n}: finished")
 
 
@@ -495,63 +658,96 @@ def _hash(*parts):
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
 
 
+class _DamagedState(Exception):
+    """A pass-state file whose checksum or content is wrong: the span is recomputed."""
+
+    def __init__(self, path, why):
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.why = why
+
+
 def _save(path, **arrays):
+    """Write arrays as an ``.npz`` followed by a checksum (:func:`engine.safety.seal`)."""
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-    write_bytes_atomic(path, buffer.getbuffer())
+    write_bytes_atomic(path, seal(buffer.getbuffer(), context=_state_context(path)))
+
+
+def _state_context(path):
+    """A pass-state file's checksum covers its span folder and name: another span's file does not pass."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
+
+
+def _load_sealed(path):
+    """The arrays :func:`_save` wrote, or :class:`_DamagedState` when they are missing or damaged."""
+    try:
+        raw = read_regular_file(path, what="pass state")
+    except FrameError as exc:
+        raise _DamagedState(path, str(exc).split(": ", 1)[-1]) from None
+    payload = unseal(raw, context=_state_context(path))
+    if payload is None:
+        raise _DamagedState(path, "checksum mismatch: truncated, empty, changed or another span's")
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - a sealed file that numpy cannot read is damaged too
+        raise _DamagedState(path, f"unreadable ({type(exc).__name__})") from None
 
 
 def _load_state(path, frames):
-    """A pass's saved state, or None when there is none usable."""
-    if not path.exists():
+    """A pass's saved state, None when there is none; :class:`_DamagedState` when it is damaged."""
+    if not os.path.lexists(path):
         return None
+    state = _load_sealed(path)
     try:
-        with np.load(path) as data:
-            state = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
-        return None
-    state["n"] = int(state["n"])
+        state["n"] = int(state["n"])
+    except (KeyError, TypeError, ValueError):
+        raise _DamagedState(path, "no frame number in it") from None
     if state["n"] not in frames:
         return None
     return state
 
 
-def _path_identity(path):
-    """One string that changes when the file, or any file in the folder, does (for the masks)."""
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    entries = []
-    for file in files:
-        st = file.stat()
-        entries.append(f"{file.name}:{st.st_size}:{st.st_mtime_ns}")
-    return _hash(*entries)
-
-
 def _source_identity(source):
-    """Per-frame identity of the source files, so a changed frame invalidates its span."""
-    identity = {}
+    """Per-frame digest of what the source holds, so a changed frame invalidates its spans.
+
+    Frame files and videos are hashed byte for byte (a size and time stamp
+    would miss an edit that keeps both); a source without files, by its pixels.
+    """
     path_for = getattr(source, "path_for", None)
+    path = getattr(source, "path", None)
     if path_for is not None:
-        for n in source.frame_numbers:
-            st = os.stat(path_for(n))
-            identity[n] = f"{path_for(n).name}:{st.st_size}:{st.st_mtime_ns}"
-    else:
-        st = os.stat(source.path)
-        for n in source.frame_numbers:
-            identity[n] = f"{Path(source.path).name}:{st.st_size}:{st.st_mtime_ns}:{n}"
-    return identity
+        return {n: f"{path_for(n).name}:{file_digest(path_for(n), what='frame')}" for n in source.frame_numbers}
+    if path is not None and os.path.isfile(path):
+        whole = file_digest(path, what="video")
+        return {n: f"{whole}:{n}" for n in source.frame_numbers}
+    return {n: hashlib.sha256(np.ascontiguousarray(source.read(n)).tobytes()).hexdigest()
+            for n in source.frame_numbers}
+
+
+def _mask_identity(mask_source, frame_numbers):
+    """Per-frame digest of the mask files (empty without masks)."""
+    if mask_source is None:
+        return {}
+    files = mask_source.files() or {n: mask_source.path for n in frame_numbers}
+    digests = {p: file_digest(p, what="mask") for p in set(files.values())}
+    return {n: digests[files[n]] for n in frame_numbers if n in files}
 
 
 def _load_keys(keys, source, key_fit):
+    """``(styles, files)``: the fitted key images, and the files they were read from."""
     if not isinstance(keys, dict):
-        raise ValueError("keys must be a dict {frame_number: image or path}")
+        raise ParameterTypeError(f"keys must be a dict {{frame_number: image or path}}, got {type(keys).__name__}")
     if not keys:
         raise ValueError("keys: at least one keyframe is needed")
     h, w = source.size
     styles = {}
+    files = {}
     for n, key in keys.items():
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise ValueError(f"keys: frame number {n!r} is not an integer")
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise ParameterTypeError(f"keys: frame number {n!r} is not an integer")
         n = int(n)
         if n not in source:
             if source.first < n < source.last:
@@ -560,12 +756,13 @@ def _load_keys(keys, source, key_fit):
             raise ValueError(f"keys: frame {n} is outside the clip (frames {source.first}..{source.last})")
         if isinstance(key, (str, os.PathLike)):
             what = str(key)
+            files[n] = as_path(f"keys[{n}]", key)
             image = read_image(key, alpha=True)
         elif isinstance(key, np.ndarray):
             what = f"key for frame {n}"
             image = key
         else:
-            raise ValueError(f"keys[{n}] must be an image array or a path, got {type(key).__name__}")
+            raise ParameterTypeError(f"keys[{n}] must be an image array or a path, got {type(key).__name__}")
         styles[n] = _fit_key(image, (h, w), key_fit, what)
     # One channel layout for all keys: RGBA if any key carries transparency.
     if any(s.shape[2] == 4 and (s[:, :, 3] < 255).any() for s in styles.values()):
@@ -573,7 +770,7 @@ def _load_keys(keys, source, key_fit):
                   for n, s in styles.items()}
     else:
         styles = {n: np.ascontiguousarray(s[:, :, :3]) for n, s in styles.items()}
-    return dict(sorted(styles.items()))
+    return dict(sorted(styles.items())), files
 
 
 def _fit_key(image, hw, key_fit, what):
@@ -597,12 +794,12 @@ def _fit_key(image, hw, key_fit, what):
             f"{what}: keyframe is {kw}x{kh} but the frames are {w}x{h}, a different aspect ratio; "
             f"set key_fit to 'crop' or 'pad' to fit it anyway")
     if aspect_error <= 0.01:
-        warnings.warn(f"{what}: keyframe is {kw}x{kh}, resized to the frames' {w}x{h}", stacklevel=3)
+        warnings.warn(f"{what}: keyframe is {kw}x{kh}, resized to the frames' {w}x{h}", stacklevel=5)
         interp = cv2.INTER_AREA if kw > w else cv2.INTER_CUBIC
         return cv2.resize(image, (w, h), interpolation=interp)
     from ..stylizers.painted import fit_image
 
-    warnings.warn(f"{what}: keyframe is {kw}x{kh}, fitted to {w}x{h} by {key_fit}", stacklevel=3)
+    warnings.warn(f"{what}: keyframe is {kw}x{kh}, fitted to {w}x{h} by {key_fit}", stacklevel=5)
     rgb = image[:, :, :3].astype(np.float32)
     alpha = image[:, :, 3].astype(np.float32) if image.shape[2] == 4 else None
     fitted, coverage = fit_image(rgb, alpha, (h, w), fit=key_fit)[:2]
@@ -613,20 +810,82 @@ def _fit_key(image, hw, key_fit, what):
 
 
 class _Record:
-    """The job record beside the output: settings and finished-span fingerprints."""
+    """The job record beside the output: finished spans, and every output frame's fingerprint.
 
-    def __init__(self, path):
-        self.path = path
-        self.spans = {}
-        self.settings = None
-        if path.exists():
-            try:
-                data = json.loads(path.read_text())
-                self.spans = dict(data.get("spans", {}))
-                self.settings = data.get("settings")
-            except (OSError, ValueError):
-                self.spans = {}
+    ``frames`` maps an output file name to ``{"fp", "sha256", "before"}``: the
+    fingerprint of what made it, the digest of the bytes written, and the digest
+    of the bytes it replaced (the job's too, should a kill land between the
+    record and the file). A frame is finished when its fingerprint matches and
+    the file holds those bytes; a file is the job's when its digest is one of them.
+    Entries are written before their file (write-ahead), so no output the job
+    wrote is ever unknown to it.
+    """
+
+    FORMAT = 2
+
+    def __init__(self, path, spans=None, frames=None, settings=None):
+        self.path = Path(path)
+        self.spans = spans or {}
+        self.frames = frames or {}
+        self.settings = settings
+
+    @classmethod
+    def load(cls, path):
+        """The record at ``path`` (empty when there is none); ``FrameError`` naming it when damaged."""
+        path = Path(path)
+        if not os.path.lexists(path):
+            return cls(path)
+
+        def damaged(why):
+            return FrameError(f"{path}: damaged job record ({why}); remove this file to start the job afresh "
+                              "(outputs are then recomputed)")
+        try:
+            data = json.loads(read_regular_file(path, what="job record").decode("utf-8"))
+        except FrameError as exc:
+            raise damaged(str(exc).split(": ", 1)[-1]) from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise damaged(f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise damaged(f"a JSON {type(data).__name__} where an object was expected")
+        spans = data.get("spans", {})
+        frames = data.get("frames", {})
+        settings = data.get("settings")
+        if not isinstance(spans, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in spans.items()):
+            raise damaged("'spans' is not an object of fingerprints")
+        if data.get("format", 1) == 1 and "frames" not in data:
+            frames = {}  # an earlier version's record: no output is known to be finished
+        ok = isinstance(frames, dict) and all(
+            isinstance(name, str) and isinstance(e, dict) and isinstance(e.get("fp"), str)
+            and isinstance(e.get("sha256"), str) and isinstance(e.get("before"), (str, type(None)))
+            for name, e in frames.items())
+        if not ok:
+            raise damaged("'frames' is not an object of frame entries")
+        if settings is not None and not isinstance(settings, dict):
+            raise damaged("'settings' is not an object")
+        if any(Path(name).name != name or name.startswith(".") for name in frames):
+            raise damaged("a frame entry names a path, not a file in the output folder")
+        return cls(path, spans=dict(spans), frames=dict(frames), settings=settings)
+
+    def note_frame(self, name, fp, sha256):
+        old = self.frames.get(name)
+        before = old["sha256"] if old is not None else None
+        self.frames[name] = {"fp": fp, "sha256": sha256, "before": before if before != sha256 else None}
+
+    def finished(self, out, name, fp):
+        """True when ``out/name`` holds the bytes recorded for fingerprint ``fp``."""
+        entry = self.frames.get(name)
+        if entry is None or entry["fp"] != fp:
+            return False
+        path = Path(out) / name
+        try:
+            if os.path.islink(path) or not os.path.isfile(path):
+                return False
+            return file_digest(path) == entry["sha256"]
+        except (OSError, FrameError):
+            return False
 
     def save(self):
-        blob = json.dumps({"format": 1, "settings": self.settings, "spans": self.spans}, indent=1)
+        blob = json.dumps({"format": self.FORMAT, "engine": __version__, "settings": self.settings,
+                           "spans": self.spans, "frames": self.frames}, indent=1)
         write_bytes_atomic(self.path, blob.encode())
