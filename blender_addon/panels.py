@@ -4,13 +4,27 @@ import time
 
 import bpy
 
-from . import compat, jobs, snapshot, strips
+from . import compat, dependencies, jobs, snapshot, strips
 from .properties import settings as scene_settings
 from .strips import Refusal
 
 _TORCH_METHODS = ("neural", "deepdream")
 _STATUS_STATES = {"NONE": "missing", "STYLIZED": "stylized", "EDITED": "repainted",
                   "ERROR": "error"}
+
+#: The key files' states as the panel last saw them: redraws (many a second while the
+#: mouse moves) touch no file. Cleared by :func:`refresh`: every REFRESH_SECONDS (a
+#: key repainted in another program shows by then), on loading a file, at a job's end.
+_file_stats = snapshot.FileStats()
+REFRESH_SECONDS = 2.0
+
+
+def refresh(*_args):
+    """Forget what the panel knows of files and strips; they are looked at again on the
+    next redraw. A timer and a load handler call it (hence the unused arguments)."""
+    _file_stats.clear()
+    _Info._cache.clear()
+    return REFRESH_SECONDS
 
 
 class _Info:
@@ -67,20 +81,6 @@ def _wrapped(layout, text, *, icon="NONE", width=40):
     return col
 
 
-def _torch_available():
-    try:
-        from .engine_import import get_engine
-
-        engine = get_engine()
-        import importlib
-
-        stylize = importlib.import_module(f"{engine.__name__}.stylize")
-        return all(info.available for name, info in stylize.available_methods().items()
-                   if name in _TORCH_METHODS)
-    except ImportError:
-        return False
-
-
 def draw_style(layout, style):
     """The fields of a style."""
     layout.prop(style, "method")
@@ -89,7 +89,7 @@ def draw_style(layout, style):
     if style.method in ("image", "neural"):
         layout.prop(style, "style_image")
     layout.prop(style, "params")
-    if style.method in _TORCH_METHODS and not _torch_available():
+    if style.method in _TORCH_METHODS and not dependencies.torch_available():
         layout.label(text="PyTorch is not installed: this method cannot run", icon="ERROR")
         layout.operator("karwai.install_torch", icon="IMPORT")
 
@@ -115,7 +115,7 @@ class KARWAI_UL_keyframes(bpy.types.UIList):
             label = style.method if style.method != "painterly" else style.painterly_filter
         else:
             state, label = snapshot.describe_key(scene, info.source, info.plan, info.out_dir,
-                                                 item.frame)
+                                                 item.frame, _file_stats)
         row.label(text=label)
         row.label(text=snapshot.STATE_LABELS[state],
                   icon={"missing": "RADIOBUT_OFF", "stylized": "CHECKMARK",
@@ -283,8 +283,19 @@ CLASSES = (KARWAI_UL_keyframes, KARWAI_PT_main, KARWAI_PT_keyframes, KARWAI_PT_s
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    bpy.app.timers.register(refresh, first_interval=REFRESH_SECONDS, persistent=True)
+    bpy.app.handlers.load_post.append(_on_load)
 
 
 def unregister():
+    if _on_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_on_load)
+    if bpy.app.timers.is_registered(refresh):
+        bpy.app.timers.unregister(refresh)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+
+
+@bpy.app.handlers.persistent
+def _on_load(*_args):
+    refresh()

@@ -42,25 +42,50 @@ def key_file(out_dir, number):
     return os.path.join(keys_dir(out_dir), f"key_{number:06d}.png")
 
 
-def _stamp(path):
+def file_stat(path):
+    """``(size, mtime_ns)`` of a regular file, or None: what a key's state depends on.
+
+    Jobs call this; the panel calls a cached copy (:class:`FileStats`), since it asks
+    for every key at every redraw."""
     try:
         st = os.stat(path)
     except OSError:
-        return f"{path}:missing"
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+        return None
+    return (st.st_size, st.st_mtime_ns) if os.path.isfile(path) else None
 
 
-def _source_id(plan, number, params):
+class FileStats:
+    """:func:`file_stat` remembered until :meth:`clear` (the panel clears it on events:
+    a timer, a file load, the end of a job), so that redraws touch no file."""
+
+    def __init__(self):
+        self._known = {}
+
+    def __call__(self, path):
+        if path not in self._known:
+            self._known[path] = file_stat(path)
+        return self._known[path]
+
+    def clear(self):
+        self._known.clear()
+
+
+def _stamp(path, stat):
+    found = stat(path)
+    return f"{path}:missing" if found is None else f"{path}:{found[0]}:{found[1]}"
+
+
+def _source_id(plan, number, params, stat=file_stat):
     """What a stylized key was made from: the source frame's file, and the style
     image's (so a changed painting or artwork makes the key stale)."""
     frame = next(f for f in plan.frames if f.number == number)
-    parts = [_stamp(frame.file or plan.path), str(number)]
+    parts = [_stamp(frame.file or plan.path, stat), str(number)]
     if "style_image" in params:
-        parts.append(_stamp(params["style_image"]))
+        parts.append(_stamp(params["style_image"], stat))
     return "|".join(parts)
 
 
-def key_state(entry, signature, path):
+def key_state(entry, signature, path, stat=file_stat):
     """``"missing"``, ``"stylized"``, ``"stale"``, ``"repainted"`` or ``"error"``.
 
     A key whose file changed on disk since Kar-Wai wrote it counts as repainted,
@@ -70,21 +95,19 @@ def key_state(entry, signature, path):
         return "missing"
     if entry.status == "ERROR":
         return "error"
-    if not entry.path or not os.path.isfile(entry.path) or entry.path != path:
+    found = stat(entry.path) if entry.path else None
+    if found is None or entry.path != path:
         return "missing"
     if entry.status == "EDITED":
         return "repainted"
-    try:
-        changed = str(os.stat(entry.path).st_mtime_ns) != entry.mtime_ns
-    except OSError:
-        return "missing"
-    if changed:
+    if str(found[1]) != entry.mtime_ns:
         return "repainted"
     return "stylized" if entry.signature == signature else "stale"
 
 
-def describe_key(scene, source, plan, out_dir, frame):
-    """``(state, style label)`` of the key at ``frame``, for the panel."""
+def describe_key(scene, source, plan, out_dir, frame, stat=file_stat):
+    """``(state, style label)`` of the key at ``frame``, for the panel (which passes its
+    cached ``stat``)."""
     settings = scene_settings(scene)
     entry = settings.key_for(frame)
     style = settings.style_for(frame)
@@ -94,8 +117,8 @@ def describe_key(scene, source, plan, out_dir, frame):
         method, params = style.as_task()
     except ValueError:
         return "error", label
-    signature = style_signature(method, params, _source_id(plan, number, params))
-    return key_state(entry, signature, key_file(out_dir, number)), label
+    signature = style_signature(method, params, _source_id(plan, number, params, stat))
+    return key_state(entry, signature, key_file(out_dir, number), stat), label
 
 
 def key_tasks(scene, source, plan, out_dir, *, restylize):

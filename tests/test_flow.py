@@ -21,7 +21,7 @@ from engine.flow import (
     warp,
 )
 
-CLIPS = Path("/work/shared/data/clips")
+CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
 
 
 def texture(h, w, *, seed=0, sigma=2.0):

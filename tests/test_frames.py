@@ -18,7 +18,7 @@ from engine.frames import (
     write_frame_atomic,
 )
 
-CLIPS = Path("/work/shared/data/clips")
+CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
 
 
 def _rgb(h=24, w=32, seed=0):

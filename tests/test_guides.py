@@ -25,8 +25,8 @@ from engine.guides import (
     temporal_guide,
 )
 
-SYNTH = Path("/work/shared/data/synth_case")
-CLIPS = Path("/work/shared/data/clips")
+SYNTH = Path(__file__).resolve().parents[2] / "shared" / "data" / "synth_case"
+CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
 
 
 def texture(h, w, *, seed=0, sigma=2.0):

@@ -8,7 +8,7 @@ import pytest
 
 from engine.keyframes import FrameChange, KeyframeSuggestion, analyse_changes, suggest_keyframes
 
-CLIPS = Path("/work/shared/data/clips")
+CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
 
 
 def texture(h, w, *, seed=0, sigma=2.0):

@@ -158,3 +158,23 @@ def test_patchmatch_sweep_is_reproducible():
                                  np.ones(nnf.shape[:2], np.uint8), np.zeros(nnf.shape[:2], np.uint8))
         results.append(nnf.copy())
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_kernels_release_the_gil_and_keep_infinities_defined():
+    """Every kernel is nogil (a job thread never stalls the interpreter), and none uses
+    the fast-math flags that make an infinite or NaN value undefined behaviour."""
+    from numba import config
+    from numba.core.registry import CPUDispatcher
+
+    from engine.synth import kernels
+
+    if config.DISABLE_JIT:
+        pytest.skip("NUMBA_DISABLE_JIT: the kernels are plain Python functions")
+
+    dispatchers = {n: f for n, f in vars(kernels).items() if isinstance(f, CPUDispatcher)}
+    assert len(dispatchers) >= 10
+    for name, function in dispatchers.items():
+        options = function.targetoptions
+        assert options.get("nogil") is True, name
+        fastmath = options.get("fastmath", False)
+        assert fastmath is False or not ({"nnan", "ninf", "fast"} & set(fastmath)), name

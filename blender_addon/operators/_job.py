@@ -13,7 +13,7 @@ import os
 import bpy
 from bpy.app.handlers import persistent
 
-from .. import compat, jobs, snapshot, strips
+from .. import compat, jobs, panels, snapshot, strips
 from ..engine_import import EngineMissing, get_engine, search_path
 from ..preferences import Prefs
 from ..properties import settings as scene_settings
@@ -174,6 +174,7 @@ class JobOperatorMixin:
         if scene is None:
             self.report({"ERROR"}, f"Scene '{scene_name}' was removed while the job ran")
             return {"CANCELLED"}
+        panels.refresh()  # the job wrote keys and frames: the panel looks at them again
         try:
             return self.finish(context, scene, snap, result)
         except Refusal as exc:

@@ -34,8 +34,15 @@ _uidx = int if config.DISABLE_JIT else uint64
 
 TILE_HEIGHT = 16
 
+#: LLVM's fast-math flags less ``nnan`` and ``ninf``: reassociation lets the SSD
+#: loops vectorize, while the bounds the search compares against may be infinite
+#: or huge without that being undefined behaviour (numba's ``fastmath=True`` would
+#: add both). Every kernel also releases the GIL (``nogil``): none holds a Python
+#: object, so a job thread does not stall the interpreter that drives it.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-@njit(cache=True, inline="always")
+
+@njit(cache=True, nogil=True, inline="always")
 def _hash32(a):
     # Robert Jenkins' 32-bit integer mix, on int64 kept in 32 bits.
     a = (a ^ 61) ^ (a >> 16)
@@ -46,7 +53,7 @@ def _hash32(a):
     return a
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH)
 def _patch_ssd(src, tgt, ty, tx, sx, sy, patch, channels, bound):
     """SSD between target patch at (tx, ty) and source patch centred at (sx, sy).
 
@@ -74,21 +81,22 @@ def _patch_ssd(src, tgt, ty, tx, sx, sy, patch, channels, bound):
     return err
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
 def nnf_error(src, tgt, nnf, patch, channels, region, out):
     """Patch error under ``nnf`` of the target pixels where ``region`` is set.
 
     Writes ``out`` (Ht, Wt) there and leaves it alone elsewhere.
     """
     ht, wt = nnf.shape[0], nnf.shape[1]
-    inf = np.float32(np.inf)
+    no_bound = np.float32(np.finfo(np.float32).max)
     for y in prange(ht):
         for x in range(wt):
             if region[y, x]:
-                out[y, x] = _patch_ssd(src, tgt, y, x, nnf[y, x, 0], nnf[y, x, 1], patch, channels, inf)
+                out[y, x] = _patch_ssd(src, tgt, y, x, nnf[y, x, 0], nnf[y, x, 1], patch, channels,
+                                       no_bound)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def occupancy(nnf, src_h, src_w, patch, out):
     """Omega of StyLit: how many target patches cover each source pixel.
 
@@ -105,7 +113,7 @@ def occupancy(nnf, src_h, src_w, patch, out):
     out[:, :] = _box_sum(cover, r)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _box_sum(a, r):
     """Sum over the (2r+1)^2 window around each pixel, zero outside."""
     h, w = a.shape
@@ -134,7 +142,7 @@ def _box_sum(a, r):
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale):
     new_occ = occ[cy, cx] * occ_scale
     bound = cost[0] - new_occ
@@ -150,7 +158,7 @@ def _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ,
     return False
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
 def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ_scale,
                      radii, sweep_seed, forward, active, changed):
     """One PatchMatch sweep: propagation from two neighbours, then random search.
@@ -227,7 +235,7 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                     changed[y, x] = 1
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
 def vote(style, nnf, radius, patch, err, weighted, region, out):
     """Average, for every target pixel, the source pixels that nearby matches map it to.
 
@@ -282,7 +290,7 @@ def vote(style, nnf, radius, patch, err, weighted, region, out):
                     out[y, x, c] = acc[c] / total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def write_style_padded(style_image, scale, tgt, channels, patch):
     """Write ``style_image * scale`` into the style channels of padded ``tgt``.
 
@@ -301,7 +309,7 @@ def write_style_padded(style_image, scale, tgt, channels, patch):
                 tgt[py, base + c] = style_image[y, x, c] * scale
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def upsample_nnf(nnf, out_h, out_w, src_h, src_w):
     """Coarse-to-fine NNF: each coarse match covers a 2x2 block, coordinates doubled."""
     out = np.empty((out_h, out_w, 2), np.int32)
@@ -317,7 +325,7 @@ def upsample_nnf(nnf, out_h, out_w, src_h, src_w):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def changed_mask(old, new, threshold, region, radius):
     """Pixels within ``radius`` of one whose voted style moved by more than ``threshold``.
 
@@ -338,7 +346,7 @@ def changed_mask(old, new, threshold, region, radius):
     return dilate(moved, radius)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dilate(mask, radius):
     """Binary dilation of a uint8 mask by a (2 radius + 1)^2 square."""
     ht, wt = mask.shape

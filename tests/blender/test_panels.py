@@ -215,3 +215,59 @@ def test_open_keyframe_uses_the_image_editor_from_the_preferences(saved, media, 
     os.remove(scene.karwai.key_for(7).path)
     with pytest.raises(RuntimeError, match="Key at frame 7: file not found"):
         bpy.ops.karwai.open_keyframe(strip="seq", frame=7)
+
+
+def test_redraws_touch_no_file_until_a_refresh(saved, media, monkeypatch):
+    """The keyframe list asks for every key's files at every redraw: it reads them once,
+    and again only after a refresh (a timer, a file load or a job's end)."""
+    from blender_addon import snapshot as snapshots
+
+    panels = _panels()
+    scene = bpy.context.scene
+    scene.sequence_editor.active_strip = add_image_strip(scene, media["images"])
+    for frame in (3, 9):
+        bpy.ops.karwai.add_keyframe(strip="seq", frame=frame)
+    bpy.ops.karwai.stylize_keyframes(strip="seq")
+    seen = []
+    real = snapshots.file_stat
+    monkeypatch.setattr(snapshots, "file_stat", lambda path: seen.append(path) or real(path))
+    markers = scene.timeline_markers
+    panels.refresh()
+
+    def draw_rows():
+        labels = []
+        for marker in markers:
+            row = []
+            panels.KARWAI_UL_keyframes.draw_item(_Self(row), bpy.context, Layout(row), scene,
+                                                 marker, 0, scene.karwai, "active_marker_index")
+            labels.append(row[-1][1])
+        return labels
+
+    assert draw_rows() == ["stylized", "stylized"]
+    first = len(seen)
+    assert first > 0
+    for _ in range(5):
+        draw_rows()
+    assert len(seen) == first  # nothing looked at again
+
+    # a key repainted in another program shows after the next refresh
+    key = scene.karwai.key_for(9).path
+    os.utime(key, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert draw_rows() == ["stylized", "stylized"]
+    panels.refresh()
+    assert draw_rows() == ["stylized", "repainted"]
+    assert len(seen) > first
+
+
+def test_torch_methods_say_whether_pytorch_is_installed(addon):
+    """The neural style's fields offer Install PyTorch only when torch cannot be found."""
+    import importlib.util
+
+    panels = _panels()
+    style = bpy.context.scene.karwai.default_style
+    style.method = "neural"
+    log = []
+    panels.draw_style(Layout(log), style)
+    missing = ("label", "PyTorch is not installed: this method cannot run") in log
+    assert missing == (importlib.util.find_spec("torch") is None)
+    assert (("operator", "karwai.install_torch") in log) == missing
