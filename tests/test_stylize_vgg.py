@@ -437,3 +437,12 @@ def test_nnpack_is_left_when_torch_threads_differ_from_its_pool(tmp_path, nnpack
     out = model(x, ["conv2_1"])["conv2_1"]
     assert not calls
     assert_close_at_scale(out, expected)
+
+
+def test_weights_that_are_not_a_regular_file_are_refused(tmp_path):
+    fifo = tmp_path / "vgg19-dcbb9e9d.pth"
+    os.mkfifo(fifo)
+    with pytest.raises(vgg.WeightsNotFoundError, match="not a regular file"):
+        vgg.resolve_weights(fifo)
+    with pytest.raises(vgg.WeightsNotFoundError, match="not a regular file"):
+        vgg.resolve_weights(tmp_path)

@@ -342,6 +342,10 @@ def resolve_weights(weights=None, *, download=True):
         if not isinstance(weights, (str, os.PathLike)):
             raise ValueError(f"parameter 'weights' must be a file path, got {type(weights).__name__}")
         path = os.fspath(weights)
+        if os.path.exists(path) and not os.path.isfile(path):
+            # A FIFO would block torch.load forever; a folder or device is no weights file.
+            raise WeightsNotFoundError(f"VGG19 weights '{path}' is not a regular file; give the "
+                                       f"path of {WEIGHTS_FILENAME} or a copy of it")
         if not os.path.isfile(path):
             raise WeightsNotFoundError(f"VGG19 weights file not found: '{path}'. " + _how_to_get())
         return path
