@@ -20,6 +20,7 @@ anything:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -176,6 +177,24 @@ def is_owned(folder):
         return False
 
 
+#: The temporary file of an interrupted marker write (``frames._temp_name`` of MARKER):
+#: a job killed while marking its new folder leaves it, and the folder is still its own.
+_MARKER_TEMP = re.compile(r"\." + re.escape(MARKER) + r"\.\d+\.[0-9a-f]{8}\.tmp")
+
+
+def _process_alive(pid):
+    """Whether process ``pid`` runs (a temporary file of a live writer is left alone)."""
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
 def _mark(folder, what):
     from .frames import write_bytes_atomic
 
@@ -213,7 +232,7 @@ def own_folder(folder, what, *, adopt=None, check_only=False):
         raise FrameError(f"{folder}: {what} must be a folder, and this path exists and is not one")
     if folder.is_dir() and not is_owned(folder):
         try:
-            names = [e for e in os.listdir(folder) if e != MARKER]
+            names = [e for e in os.listdir(folder) if e != MARKER and not _MARKER_TEMP.fullmatch(e)]
         except OSError as exc:
             raise FrameError(f"{folder}: cannot list {what} ({exc.strerror or exc})") from None
         foreign = [n for n in names if adopt is None or not adopt.fullmatch(n)]
@@ -230,6 +249,10 @@ def own_folder(folder, what, *, adopt=None, check_only=False):
             raise FrameError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
     if not is_owned(folder):
         _mark(folder, what)
+        for name in os.listdir(folder):
+            if _MARKER_TEMP.fullmatch(name) and not _process_alive(int(name.split(".")[-3])):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
     return folder
 
 

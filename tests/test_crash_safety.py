@@ -627,3 +627,28 @@ def test_stylize_removes_only_its_own_dead_temporary_file(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert not mine.exists() and other.exists()
+
+
+def test_a_folder_killed_while_being_marked_is_still_the_engines(tmp_path):
+    """A kill between creating a cache folder and renaming its marker into place leaves
+    only the marker's temporary file: the folder is still the engine's, and the dead
+    writer's temporary file is cleared (a live writer's is left alone)."""
+    from engine import safety
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = folder / f"..karwai-owned.{dead}.0123abcd.tmp"
+    live = folder / f"..karwai-owned.{os.getpid()}.89abcdef.tmp"
+    stale.write_text("{")
+    live.write_text("{")
+    safety.own_folder(folder, "the cache folder")
+    assert safety.is_owned(folder)
+    assert not stale.exists() and live.exists()
+    (folder / "thesis.txt").write_text("mine")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.txt").write_text("mine")
+    with pytest.raises(Exception, match="not made by Kar-Wai"):
+        safety.own_folder(other, "the cache folder")
