@@ -4,7 +4,9 @@
     python build.py test [PYTEST ARGS]   set up .venv from the pins, run the tests; then
                                          again on Blender 5.2 LTS (bpy 5.2.x, Python 3.13,
                                          in .venv-py313) when a Python 3.13 is installed
-                                         (--require-py313: fail when it is not)
+                                         (--require-py313: fail when it is not;
+                                         --fast: only the tests not marked slow, on
+                                         bpy 5.0.1 alone: the inner loop, about 2 min)
     python build.py demo [ARGS]          set up, run the product in Blender on the built-in example
     python build.py bench NAME [ARGS]    set up, run benchmarks/NAME.py (synth, propagate, ...)
     python build.py extension [ARGS]     set up, build the Blender extension zips into dist/
@@ -142,8 +144,11 @@ def in_venv(args, venv=VENV):
 def cmd_test(args):
     """The tests on bpy 5.0.1 (Python 3.11), then on bpy 5.2 LTS (Python 3.13)."""
     require_py313 = "--require-py313" in args
-    args = [a for a in args if a != "--require-py313"]
+    fast = "--fast" in args
+    args = [a for a in args if a not in ("--require-py313", "--fast")]
     setup()
+    if fast:
+        return in_venv(["-m", "pytest", "-m", "not slow", *args])
     code = in_venv(["-m", "pytest", *args])
     python313 = find_python313()
     if python313 is None:

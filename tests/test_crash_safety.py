@@ -36,6 +36,9 @@ import engine.frames as frames_module
 from engine.frames import FrameError, WriteError, remove_stale_temp_files
 from engine.propagation import Cancelled, propagate
 
+#: Kills and re-runs: the full suite, not `build.py test --fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 64
 N = 10

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: Fuzzing: the full suite, not `build.py test --fast`.
+pytestmark = pytest.mark.slow
+
 from benchmarks import fuzz
 from engine.guides import GuideWeights
 from engine.synth import synthesize

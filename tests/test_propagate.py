@@ -337,6 +337,7 @@ def test_choose_passes_prefers_the_lower_error_and_keeps_its_choice():
     assert kept.mean() == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (CLIPS / "sam2_dog").is_dir(), reason="real clips not available")
 def test_real_clip_beats_leaving_the_key_in_place(tmp_path):
     src = CLIPS / "sam2_dog"

@@ -728,6 +728,7 @@ def cli_runs(tmp_path_factory):
         return {name: (*built[name], procs[name].result()) for name in built}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_cli(cli_runs, name):
     c, before, proc = cli_runs[name]
@@ -1037,6 +1038,7 @@ def test_issue11_a_keys_own_source_frame_edited_between_runs(tmp_path):
     assert outputs(c.out) == outputs(fresh.out)
 
 
+@pytest.mark.slow
 def test_issue11_outputs_of_removed_frames_are_removed_but_only_the_jobs(tmp_path):
     c, _ = small_job(tmp_path, keys=(1,), numbers=range(1, 9))
     assert run_cli(c.argv()).returncode == 0
@@ -1198,6 +1200,7 @@ def _interrupt_at(argv, delay, rng_seed):
     return proc.returncode, out, err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="POSIX signals")
 @pytest.mark.parametrize("command", ["propagate", "suggest", "stylize"])
 def test_issue11_ctrl_c_at_any_moment_is_one_line(tmp_path, command):

@@ -22,7 +22,7 @@ bpy = pytest.importorskip("bpy")
 
 from conftest import ROOT, write_images, write_movie  # noqa: E402
 
-pytestmark = pytest.mark.blender
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 CHECK = ROOT / "tools" / "fresh_install_check.py"
 

@@ -22,7 +22,7 @@ from blender_addon import compat  # noqa: E402
 
 from conftest import ROOT, FakeContext, FakeEvent, ui_context, write_movie  # noqa: E402
 
-pytestmark = pytest.mark.blender
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 PACKAGE = "bl_ext.user_default.karwai"
 

@@ -17,7 +17,7 @@ from blender_addon import compat  # noqa: E402
 from conftest import (FakeContext, FakeEvent, add_image_strip, summarise_polls, hash_tree,  # noqa: E402
                       read_rgb, result_strips, timed, write_images)
 
-pytestmark = pytest.mark.blender
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 
 def _build(kind, **kwargs):
