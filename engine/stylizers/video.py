@@ -114,7 +114,7 @@ def video_params(method):
         return params
     from .fastnet import FASTNET_DEFAULTS
 
-    return dict(FASTNET_DEFAULTS)
+    return dict(FASTNET_DEFAULTS, weights=None, device="auto", download=True)
 
 
 _TYPES = {"later_iterations": "int", "long_term": "ints", "model": "path", "weights": "path",
