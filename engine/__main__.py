@@ -9,6 +9,7 @@ import sys
 
 from .cli_propagate import add_propagate_parser, add_suggest_parser
 from .cli_stylize import add_stylize_parser
+from .cli_video import add_stylize_keys_parser, add_stylize_video_parser
 
 
 def build_parser():
@@ -18,6 +19,8 @@ def build_parser():
     add_propagate_parser(subparsers)
     add_stylize_parser(subparsers)
     add_suggest_parser(subparsers)
+    add_stylize_keys_parser(subparsers)
+    add_stylize_video_parser(subparsers)
     return parser
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import check_bool, check_callable, check_cancel, check_float
-from .temporal import ClipFlows, key_disagreement, open_source, temporal_target, warm_start
+from .temporal import ClipFlows, key_disagreement, open_source, temporal_target
 
 __all__ = ["stylize_keys", "key_order", "key_disagreement", "DEFAULT_KEY_TEMPORAL_WEIGHT",
            "CONSISTENT_METHODS"]
@@ -174,9 +174,10 @@ def _follow(frame, warped, valid, *, method, temporal_weight, progress, cancel, 
     style_image = p.pop("style_image", None)
     weights = p.pop("weights", None)
     device = p.pop("device", "auto")
-    frame01 = frame.astype(np.float32) / np.float32(255.0)
     warped01 = warped / np.float32(255.0)
-    init = warm_start(warped01, valid, frame01)
+    # Started from the warped neighbour everywhere (Ruder et al.'s "prevWarped"): starting from
+    # the frame where the flow is not trusted leaves scattered raw pixels that never agree.
+    init = warped01
     if method == "neural":
         from . import neural
 

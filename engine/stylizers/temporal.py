@@ -22,7 +22,7 @@ import numpy as np
 
 from ..flow import FlowParams, chain_flows, compute_flow_pair, consistency_mask, motion_boundary_mask, warp
 
-__all__ = ["ClipFlows", "temporal_target", "warm_start", "key_disagreement", "open_source"]
+__all__ = ["ClipFlows", "temporal_target", "key_disagreement", "open_source"]
 
 
 def open_source(frames):
@@ -107,13 +107,6 @@ def temporal_target(previous, to_prev, from_prev):
     warped = warp(np.asarray(previous, np.float32), to_prev)
     valid = consistency_mask(to_prev, from_prev) & ~motion_boundary_mask(to_prev)
     return warped, valid.astype(np.float32)
-
-
-def warm_start(warped01, weight, frame01):
-    """Where to start optimising a frame: the warped previous output where it is
-    trusted, the frame itself where it is not (disocclusions start like a first frame)."""
-    c = weight[:, :, None]
-    return (c * warped01 + (1.0 - c) * frame01).astype(np.float32)
 
 
 def key_disagreement(keys, frames, *, flows=None):

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import Cancelled, check_callable, check_cancel, check_choice, check_float, check_int, load_image_rgb
-from .temporal import ClipFlows, open_source, temporal_target, warm_start
+from .temporal import ClipFlows, open_source, temporal_target
 
 __all__ = ["stylize_video", "VideoResult", "VIDEO_METHODS", "video_params", "parse_video_param",
            "RECORD_NAME", "WORK_NAME"]
@@ -428,7 +428,6 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
             continue
         job.check_cancel()
         frame = np.array(source.read(n))
-        frame01 = frame.astype(np.float32) / np.float32(255.0)
         report = optimiser_progress(i, 1, n)
         if i == 0 or p["temporal_weight"] == 0.0:
             image = run(frame, iterations=gatys["iterations"], report=report)
@@ -460,7 +459,8 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
                     covered = np.minimum(covered + c_j, 1.0)
                     if c_long.any():
                         anchors.append((warped_j / np.float32(255.0), c_long, p["temporal_weight"]))
-                image = run(frame, iterations=p["later_iterations"], init=warm_start(warped01, c, frame01),
+                # Started from the warped previous output everywhere ("prevWarped", Ruder et al.).
+                image = run(frame, iterations=p["later_iterations"], init=warped01,
                             anchors=anchors, report=report)
         folder = store(1)
         if folder is not None:
