@@ -25,6 +25,7 @@ _LAZY = {
     "key_disagreement": (".stylizers.keys", "key_disagreement"),
     "stylize_video": (".stylizers.video", "stylize_video"),
     "VideoResult": (".stylizers.video", "VideoResult"),
+    "parse_video_param": (".stylizers.video", "parse_video_param"),
 }
 
 #: Public submodules, imported on first attribute access (``engine.frames.read_image``).
