@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 
-from .cli_stylize import _Bar, _one_line
+from .cli_stylize import _one_line
 
 __all__ = ["add_stylize_keys_parser", "run_stylize_keys", "add_stylize_video_parser", "run_stylize_video"]
 

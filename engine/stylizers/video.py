@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Cancelled, check_callable, check_cancel, check_choice, check_float, check_int, load_image_rgb
+from ._common import check_callable, check_cancel, check_choice, check_float, check_int, load_image_rgb
 from .temporal import ClipFlows, open_source, temporal_target
 
 __all__ = ["stylize_video", "VideoResult", "VIDEO_METHODS", "video_params", "parse_video_param",
