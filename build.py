@@ -179,7 +179,7 @@ def cmd_bench(args):
         names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "common")
         sys.exit("usage: python build.py bench NAME [ARGS]; NAME is one of: " + ", ".join(names))
     name, rest = args[0], args[1:]
-    script = ROOT / "benchmarks" / f"{name}.py"
+    script = ROOT / "benchmarks" / f"{name.replace('-', '_')}.py"  # bench neural-video
     if not script.exists():
         sys.exit(f"build.py: no benchmark named {name!r} (looked for {script})")
     setup()

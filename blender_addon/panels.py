@@ -183,7 +183,10 @@ class KARWAI_PT_main(_Panel, bpy.types.Panel):
         else:
             row = layout.row()
             row.scale_y = 1.5
-            row.operator("karwai.propagate", icon="RENDER_ANIMATION")
+            if scene_settings(scene).video_method == "propagate":
+                row.operator("karwai.propagate", icon="RENDER_ANIMATION")
+            else:
+                row.operator("karwai.stylize_video", icon="RENDER_ANIMATION")
 
 
 class KARWAI_PT_keyframes(_Panel, bpy.types.Panel):
@@ -218,7 +221,9 @@ class KARWAI_PT_keyframes(_Panel, bpy.types.Panel):
         box = layout.box()
         box.label(text=f"Key at frame {frame}", icon="MARKER_HLT")
         if entry is not None:
-            box.prop(entry, "use_own_style")
+            row = box.row()
+            row.prop(entry, "use_own_style")
+            row.prop(entry, "anchor")
             if entry.use_own_style:
                 draw_style(box.column(), entry.style)
             if entry.status == "ERROR" and entry.message:
@@ -246,8 +251,15 @@ class KARWAI_PT_settings(_Panel, bpy.types.Panel):
         layout.use_property_split = True
         scene = compat.sequencer_scene(context)
         settings = scene_settings(scene)
+        layout.prop(settings, "video_method")
         layout.label(text="Default Style")
         draw_style(layout.column(), settings.default_style)
+        if settings.video_method != "propagate":
+            if settings.default_style.method != "neural":
+                layout.prop(settings.default_style, "style_image", text="Artwork")
+            layout.prop(settings, "video_params")
+        else:
+            layout.prop(settings, "consistent_keys")
         layout.separator()
         layout.prop(settings, "quality")
         if scene.sequence_editor is not None:

@@ -41,6 +41,17 @@ STATUS_ITEMS = (
     ("ERROR", "Error", "Stylizing failed; see the message", "ERROR", 3),
 )
 
+VIDEO_METHOD_ITEMS = (
+    ("propagate", "Keyframes + Propagation",
+     "Stylize the keyframes and carry their look over every frame (Propagate)"),
+    ("neural-video", "Neural Video",
+     "Optimise every frame with the default style's artwork and a temporal loss along the motion "
+     "(Ruder et al.; slow on a CPU, needs PyTorch)"),
+    ("fast-network", "Fast Network",
+     "Train a fast network for the default style's artwork on the strip, then run it on every "
+     "frame (Johnson et al. with a stability loss; needs PyTorch)"),
+)
+
 #: Guide weights and their defaults, as in engine.guides.GuideWeights (a test checks).
 WEIGHT_DEFAULTS = {"colour": 6.0, "edge": 0.5, "positional": 2.0, "temporal": 0.5, "style": 1.0}
 
@@ -102,6 +113,9 @@ class KARWAI_PG_key(bpy.types.PropertyGroup):
     signature: StringProperty(description="Fingerprint of the style and frame it was made from")
     mtime_ns: StringProperty(description="Modification time of the file when it was written")
     image: PointerProperty(type=bpy.types.Image, name="Preview")
+    anchor: BoolProperty(name="Anchor", default=False,
+                         description="Stylize this key first: the other neural and Deep Dream keys "
+                                     "follow it outwards along the timeline, so that they agree")
 
 
 class KARWAI_PG_weights(bpy.types.PropertyGroup):
@@ -142,6 +156,17 @@ class KARWAI_PG_settings(bpy.types.PropertyGroup):
         name="Restore Detail", default=True,
         description="Bring the frames between keys back to the keys' amount of detail, "
                     "undoing the softening of patch synthesis")
+    consistent_keys: BoolProperty(
+        name="Keys Agree", default=True,
+        description="Neural and Deep Dream keys with the same style start from their neighbour's "
+                    "result carried along the motion, so that they agree (no jump at each key)")
+    video_method: EnumProperty(
+        name="Method", items=VIDEO_METHOD_ITEMS, default="propagate",
+        description="How the strip is stylized: from keyframes, or every frame by a neural method")
+    video_params: StringProperty(
+        name="Video Parameters", default="",
+        description="Parameters of Neural Video or Fast Network as 'name=value' pairs separated by ';' "
+                    "(e.g. 'iterations=200; temporal_weight=1000' or 'steps=2000; width=32')")
     mask_strip: StringProperty(
         name="Mask", default="",
         description="Optional strip whose frames mask the style (white: stylized; outside "

@@ -161,7 +161,7 @@ def build(context, scene, kind, *, strip_name="", force=False):
 
     Parameters
     ----------
-    kind : {"stylize", "propagate", "suggest"}
+    kind : {"stylize", "propagate", "suggest", "video"}
     strip_name : str
         The source strip (default: the active strip).
     force : bool
@@ -195,16 +195,61 @@ def build(context, scene, kind, *, strip_name="", force=False):
         keys = key_tasks(scene, source, plan, out_dir,
                          restylize=lambda state: state in ("missing", "stale", "error"))
         mask = strips.mask_plan(scene, settings.mask_strip, source, plan)
+    elif kind == "video":
+        mask = strips.mask_plan(scene, settings.mask_strip, source, plan)
     elif kind != "suggest":
         raise ValueError(f"unknown job kind {kind!r}")
+    video = {}
+    if kind == "video":
+        video = _video_fields(settings)
     snapshot = Snapshot(
         kind=kind, strip=source.name, clip=plan, out_dir=out_dir, cache_dir=prefs.cache_dir,
         keys=keys, mask=mask, quality=settings.quality, weights=settings.weights.as_dict(),
         temporal_smoothing=float(settings.temporal_smoothing), restore_detail=bool(settings.restore_detail),
         threads=prefs.threads, device=prefs.device, vgg_weights=prefs.vgg_weights,
         download=bool(getattr(bpy.app, "online_access", False)),
+        consistent_keys=bool(settings.consistent_keys), anchor=_anchor(settings, plan),
+        **video,
     )
     return snapshot, source
+
+
+def _anchor(settings, plan):
+    """Source frame number of the key marked as the anchor (the first marked), or None."""
+    for item in sorted(settings.keys, key=lambda k: k.frame):
+        if item.anchor:
+            number = plan.number_at(item.frame)
+            if number is not None:
+                return number
+    return None
+
+
+def _video_fields(settings):
+    """The ``video_*`` fields of a ``"video"`` snapshot.
+
+    Raises
+    ------
+    Refusal
+        When the method is not a neural video method or the artwork is missing.
+    """
+    method = settings.video_method
+    if method not in ("neural-video", "fast-network"):
+        raise Refusal("Choose Neural Video or Fast Network as the method (Settings) to stylize "
+                      "every frame; Keyframes + Propagation uses Propagate")
+    art = settings.default_style.style_image
+    path = bpy.path.abspath(art) if art else ""
+    if not path or not os.path.isfile(path):
+        raise Refusal("Neural video methods take the default style's artwork: choose its Image "
+                      f"(Settings){': not found: ' + path if path else ''}")
+    params = {}
+    for part in settings.video_params.replace("\n", ";").split(";"):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise Refusal(f"Video parameters: '{part.strip()}' is not of the form name=value")
+        params[name.strip()] = value.strip()
+    return {"video_method": method, "video_style_image": path, "video_params": params}
 
 
 def _inside(path, folder):

@@ -175,6 +175,14 @@ class Snapshot:
         Torch device and VGG19 weights file for the neural methods ("" = default).
     download : bool
         Whether the neural methods may download the VGG19 weights.
+    consistent_keys : bool
+        Stylize neural and Deep Dream keys of one style together so that they
+        agree (``engine.stylize_keys``).
+    anchor : int or None
+        Source frame number of the key the others follow.
+    video_method, video_style_image, video_params
+        ``"video"`` jobs: ``engine.stylize_video``'s method, artwork and
+        parameters (as text).
     """
 
     kind: str
@@ -192,6 +200,11 @@ class Snapshot:
     device: str = "auto"
     vgg_weights: str = ""
     download: bool = False
+    consistent_keys: bool = True
+    anchor: int | None = None
+    video_method: str = ""
+    video_style_image: str = ""
+    video_params: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self):
         data = dataclasses.asdict(self)
@@ -248,6 +261,10 @@ class EngineAPI:
         self.stylizers = engine.stylizers
         self.guides = engine.guides
         self.keyframes = engine.keyframes
+        # Stand-ins in tests may lack the neural video functions.
+        self.stylize_keys = getattr(engine, "stylize_keys", None)
+        self.stylize_video = getattr(engine, "stylize_video", None)
+        self.parse_video_param = getattr(engine, "parse_video_param", None)
         types = [JobCancelled]
         for owner in (engine, self.stylizers):
             cls = getattr(owner, "Cancelled", None)
@@ -475,21 +492,77 @@ def _style_params(snapshot, key, *, engine):
     return params
 
 
+#: Methods whose keys are stylized together so that they agree.
+CONSISTENT_METHODS = ("neural", "deepdream")
+
+
+def _agreeing_groups(snapshot, tasks, engine):
+    """Keys stylized together by ``engine.stylize_keys``: two or more of one neural or Deep
+    Dream style. Returns ``(groups, the other tasks)``."""
+    if not snapshot.consistent_keys or engine.stylize_keys is None:
+        return [], list(tasks)
+    by_style = {}
+    for key in tasks:
+        if key.method in CONSISTENT_METHODS:
+            by_style.setdefault(json.dumps([key.method, key.params], sort_keys=True), []).append(key)
+    groups = [g for g in by_style.values() if len(g) > 1]
+    grouped = {id(k) for g in groups for k in g}
+    return groups, [k for k in tasks if id(k) not in grouped]
+
+
+def _stylize_group(snapshot, group, clip, done, count, *, engine, report, cancel):
+    """Stylize keys of one style together (they agree); returns their result dicts."""
+    numbers = [k.number for k in group]
+    anchor = snapshot.anchor if snapshot.anchor in numbers else None
+
+    def progress(step, total, message=""):
+        report.progress(done + step, count, f"keys that agree: {message}")
+
+    try:
+        params = _style_params(snapshot, group[0], engine=engine)
+        images = engine.stylize_keys(clip, numbers, method=group[0].method, anchor=anchor,
+                                     progress=progress, cancel=cancel, **params)
+        results = []
+        for key in group:
+            _check(cancel)
+            engine.frames.write_frame_atomic(key.path, images[key.number])
+            results.append({"timeline": key.timeline, "number": key.number, "path": key.path,
+                            "signature": key.signature, "mtime_ns": os.stat(key.path).st_mtime_ns,
+                            "error": ""})
+        return results
+    except engine.cancelled_types:
+        raise JobCancelled("cancelled") from None
+    except USER_ERRORS as exc:
+        return [{"timeline": k.timeline, "number": k.number, "path": k.path, "signature": k.signature,
+                 "mtime_ns": 0, "error": _message(exc)} for k in group]
+
+
 def _stylize_keys(snapshot, tasks, *, engine, report, cancel):
     """Stylize ``tasks``; returns one result dict per task (errors included)."""
     os.makedirs(keys_dir(snapshot.out_dir), exist_ok=True)
+    position = {key.timeline: i for i, key in enumerate(tasks)}
+    groups, tasks = _agreeing_groups(snapshot, tasks, engine)
+    count = len(tasks) + sum(len(g) for g in groups)
     results = []
+    if groups:
+        clip = prepare_clip(snapshot.clip, snapshot.cache_dir, engine=engine, report=report,
+                            cancel=cancel)
+        for group in groups:
+            _check(cancel)
+            results += _stylize_group(snapshot, group, clip, len(results), count, engine=engine,
+                                      report=report, cancel=cancel)
+    offset = len(results)
     reader = FrameReader(snapshot.clip, engine=engine)
     try:
         for i, key in enumerate(tasks):
             _check(cancel)
-            report.progress(i, len(tasks), f"stylizing the key at frame {key.timeline}")
-            results.append(_stylize_one(snapshot, key, i, len(tasks), reader, engine=engine,
+            report.progress(offset + i, count, f"stylizing the key at frame {key.timeline}")
+            results.append(_stylize_one(snapshot, key, offset + i, count, reader, engine=engine,
                                         report=report, cancel=cancel))
-            report.progress(i + 1, len(tasks), f"stylized the key at frame {key.timeline}")
+            report.progress(offset + i + 1, count, f"stylized the key at frame {key.timeline}")
     finally:
         reader.close()
-    return results
+    return sorted(results, key=lambda r: position[r["timeline"]])
 
 
 def _stylize_one(snapshot, key, i, count, reader, *, engine, report, cancel):
@@ -642,6 +715,71 @@ def run_propagate(snapshot, *, engine, report, cancel):
     return {"frames_dir": final, "files": files, "keys": stylized}
 
 
+def run_video(snapshot, *, engine, report, cancel):
+    """Stylize every frame with ``engine.stylize_video`` and put the result in ``frames/``.
+
+    As for :func:`run_propagate`, the engine writes into ``frames.partial/``,
+    which replaces ``frames/`` only when the whole job succeeded; a re-run
+    resumes from it (and reuses a trained fast network).
+    """
+    if engine.stylize_video is None:
+        raise JobError("this engine has no neural video methods")
+    if not snapshot.video_style_image:
+        raise JobError("choose the artwork (the default style's Image) for the neural video methods")
+    report = _Reporter(report, ["Reading frames", "Stylizing frames", "Finishing"])
+    _apply_threads(snapshot.threads)
+    report.step("Reading frames")
+    clip = prepare_clip(snapshot.clip, snapshot.cache_dir, engine=engine, report=report,
+                        cancel=cancel)
+    masks = prepare_masks(snapshot.mask, snapshot.clip, snapshot.cache_dir, engine=engine,
+                          cancel=cancel)
+    method = snapshot.video_method
+    params = {}
+    for name, text in snapshot.video_params.items():
+        try:
+            params[name] = engine.parse_video_param(method, name, str(text))
+        except (ValueError, ImportError) as exc:
+            raise JobError(str(exc)) from None
+    params.setdefault("device", snapshot.device or "auto")
+    if snapshot.vgg_weights:
+        params.setdefault("weights", snapshot.vgg_weights)
+    params.setdefault("download", bool(snapshot.download))
+    if method == "fast-network" and "model" not in params:
+        # The trained network lives beside frames/ (which a successful job replaces), named by
+        # what it was trained from, so that a re-run with the same style reuses it.
+        stamp = _movie_stamp(snapshot.video_style_image)
+        blob = json.dumps([stamp, snapshot.video_params, snapshot.clip.to_json()], sort_keys=True)
+        folder = os.path.join(snapshot.out_dir, "networks")
+        os.makedirs(folder, exist_ok=True)
+        params["model"] = os.path.join(
+            folder, f"fast-network-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pt")
+
+    report.step("Stylizing frames")
+    final = frames_dir(snapshot.out_dir)
+    staging = final + STAGING_SUFFIX
+    os.makedirs(snapshot.out_dir, exist_ok=True)
+    _recover_frames(final)
+    _seed_staging(final, staging)
+    try:
+        result = engine.stylize_video(clip, method=method, style_image=snapshot.video_style_image,
+                                      out=staging, masks=masks, progress=report.progress,
+                                      cancel=cancel, **params)
+    except engine.cancelled_types:
+        raise JobCancelled("cancelled") from None
+    _check(cancel)
+
+    report.step("Finishing")
+    numbers = sorted(f.number for f in snapshot.clip.frames)
+    written = [Path(p).name for p in result.frames]
+    if len(written) != len(numbers):
+        raise JobError(f"the engine wrote {len(written)} frames for {len(numbers)} source frames")
+    name_of = dict(zip(numbers, written))
+    _swap_in(staging, final)
+    files = [[f.timeline, name_of[f.number]] for f in snapshot.clip.frames]
+    report.progress(1, 1, "done")
+    return {"frames_dir": final, "files": files, "keys": []}
+
+
 def run_suggest(snapshot, *, engine, report, cancel):
     """Propose keyframes for the strip's visible frames."""
     report = _Reporter(report, ["Reading frames", "Analysing motion"])
@@ -662,7 +800,7 @@ def run_suggest(snapshot, *, engine, report, cancel):
                             for s in suggestions if s.frame in timeline_of]}
 
 
-JOBS = {"stylize": run_stylize, "propagate": run_propagate, "suggest": run_suggest}
+JOBS = {"stylize": run_stylize, "propagate": run_propagate, "suggest": run_suggest, "video": run_video}
 
 
 def run(snapshot, *, engine, report, cancel):

@@ -21,6 +21,11 @@ _LAZY = {
     "Cancelled": (".stylizers._common", "Cancelled"),
     "suggest_keyframes": (".keyframes", "suggest_keyframes"),
     "open_frames": (".frames", "open_frames"),
+    "stylize_keys": (".stylizers.keys", "stylize_keys"),
+    "key_disagreement": (".stylizers.keys", "key_disagreement"),
+    "stylize_video": (".stylizers.video", "stylize_video"),
+    "VideoResult": (".stylizers.video", "VideoResult"),
+    "parse_video_param": (".stylizers.video", "parse_video_param"),
 }
 
 #: Public submodules, imported on first attribute access (``engine.frames.read_image``).

@@ -42,6 +42,7 @@ import argparse  # noqa: E402
 
 from .cli_propagate import add_propagate_parser, add_suggest_parser  # noqa: E402
 from .cli_stylize import add_stylize_parser  # noqa: E402
+from .cli_video import add_stylize_keys_parser, add_stylize_video_parser  # noqa: E402
 
 
 def build_parser():
@@ -51,6 +52,8 @@ def build_parser():
     add_propagate_parser(subparsers)
     add_stylize_parser(subparsers)
     add_suggest_parser(subparsers)
+    add_stylize_keys_parser(subparsers)
+    add_stylize_video_parser(subparsers)
     return parser
 
 

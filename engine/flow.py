@@ -38,6 +38,7 @@ __all__ = [
     "compute_flow",
     "compute_flow_pair",
     "consistency_mask",
+    "motion_boundary_mask",
     "warp",
     "compose_flows",
     "chain_flows",
@@ -429,6 +430,33 @@ def consistency_mask(flow, flow_back, *, alpha=0.01, beta=0.5):
     rhs = alpha * (fx * fx + fy * fy + bx * bx + by * by) + beta
     inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
     return (lhs < rhs) & inside
+
+
+def motion_boundary_mask(flow, *, alpha=0.01, beta=0.002):
+    """Motion boundaries of a flow field (Sundaram et al. 2010, as used by Ruder et al. 2016).
+
+    A pixel lies on a motion boundary when
+    ``|grad u|^2 + |grad v|^2 > alpha * |f|^2 + beta``, with central differences
+    (one-sided at the border). Flow there is unreliable even when it is
+    forward-backward consistent.
+
+    Parameters
+    ----------
+    flow : numpy.ndarray
+        float32 (H, W, 2) flow.
+    alpha, beta : float
+        Relative and absolute tolerance.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (H, W), true on motion boundaries.
+    """
+    flow = _check_flow(flow)
+    gy_u, gx_u = np.gradient(flow[..., 0]) if min(flow.shape[:2]) > 1 else (0.0, 0.0)
+    gy_v, gx_v = np.gradient(flow[..., 1]) if min(flow.shape[:2]) > 1 else (0.0, 0.0)
+    grad = gx_u ** 2 + gy_u ** 2 + gx_v ** 2 + gy_v ** 2
+    return np.asarray(grad > alpha * (flow[..., 0] ** 2 + flow[..., 1] ** 2) + beta)
 
 
 # --------------------------------------------------------------------------------------

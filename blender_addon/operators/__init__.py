@@ -10,6 +10,7 @@ from .open_keyframe import KARWAI_OT_open_keyframe
 from .propagate import KARWAI_OT_propagate
 from .reload_keyframe import KARWAI_OT_reload_keyframe
 from .stylize_keyframes import KARWAI_OT_stylize_keyframes
+from .stylize_video import KARWAI_OT_stylize_video
 from .suggest_keyframes import KARWAI_OT_suggest_keyframes
 
 CLASSES = (
@@ -19,6 +20,7 @@ CLASSES = (
     KARWAI_OT_open_keyframe,
     KARWAI_OT_reload_keyframe,
     KARWAI_OT_propagate,
+    KARWAI_OT_stylize_video,
     KARWAI_OT_cancel_job,
     KARWAI_OT_install_torch,
 )

@@ -121,6 +121,7 @@ def method_params(method, *, filter=None):  # noqa: A002
         p.name: p.default
         for p in inspect.signature(fn).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _RESERVED
+        and not p.name.startswith("_")  # private hooks of engine.stylizers.keys
     }
     if method == "painterly":
         from .painterly import filter_params

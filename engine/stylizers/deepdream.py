@@ -82,6 +82,8 @@ def stylize_deepdream(
     device="auto",
     progress=None,
     cancel=None,
+    _init=None,
+    _anchor=None,
 ):
     """Deep Dream a frame [1]_.
 
@@ -118,6 +120,12 @@ def stylize_deepdream(
         activation being raised (it grows).
     cancel : callable or threading.Event, optional
         Checked before each iteration; :class:`Cancelled` is raised when set.
+
+    _init, _anchor
+        Private, for :mod:`.keys`: an ``HxWx3`` float32 start in 0..1 whose
+        difference to the frame is the initial detail, and ``(target, weight
+        map, pull)``: after every step the image moves ``pull * weight`` of the
+        way to ``target`` (both at the frame's size, scaled to each octave).
 
     Returns
     -------
@@ -173,10 +181,20 @@ def stylize_deepdream(
         octave_base = torch.from_numpy(small)[None].to(dev)
         if detail is None:
             detail = torch.zeros_like(octave_base)
+            if _init is not None:
+                start = np.ascontiguousarray(_resize(np.asarray(_init, np.float32) - base, h, w).transpose(2, 0, 1))
+                detail = torch.from_numpy(start)[None].to(dev)
         else:
             detail = torch.nn.functional.interpolate(detail, size=(h, w), mode="bilinear",
                                                      align_corners=False)
         src = (octave_base + detail).clamp_(0.0, 1.0)
+        pull = None
+        if _anchor is not None:
+            target, mask, strength = _anchor
+            target_t = torch.from_numpy(np.ascontiguousarray(
+                _resize(np.asarray(target, np.float32), h, w).transpose(2, 0, 1)))[None].to(dev)
+            mask_small = _resize(np.asarray(mask, np.float32), h, w).reshape(1, 1, h, w)
+            pull = torch.from_numpy(np.ascontiguousarray(mask_small * float(strength))).to(dev)
         j = min(jitter, h // 4, w // 4)
         for _ in range(iterations):
             check_cancel(cancel)
@@ -186,6 +204,8 @@ def stylize_deepdream(
             (grad,) = torch.autograd.grad(objective, shifted)
             grad = torch.roll(grad, shifts=(-oy, -ox), dims=(2, 3))
             src = (src + step / (grad.abs().mean() + 1e-12) * grad).clamp_(0.0, 1.0)
+            if pull is not None:
+                src = src - pull * (src - target_t)
             done += 1
             if progress is not None:
                 progress(done, total, float(objective.detach()))

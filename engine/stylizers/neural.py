@@ -39,6 +39,9 @@ __all__ = [
     "STYLE_LAYERS",
     "CONTENT_LAYER",
     "stylize_neural",
+    "check_params",
+    "prepare_style",
+    "optimise",
     "gram_matrix",
     "content_loss",
     "style_loss",
@@ -255,12 +258,19 @@ def _to_tensor(img01, device):
 
 
 class _Objective:
-    """Total loss ``a*L_content + b*sum_l w_l E_l + c*L_tv/L_tv(content)`` for one level."""
+    """Total loss ``a*L_content + b*sum_l w_l E_l + c*L_tv/L_tv(content)`` for one level.
+
+    ``anchors`` adds pixel-space terms ``w * sum(M * (x - T)^2) / (C H W)``, one per
+    ``(T, M, w)`` (target ``1x3xHxW``, weight map ``1x1xHxW``): the temporal loss of
+    Ruder et al., "Artistic style transfer for videos", GCPR 2016, eq. (5), with
+    ``D = C H W``. Used by :mod:`.video` and :mod:`.keys`.
+    """
 
     def __init__(self, model, content, style, *, content_layer, style_layers, layer_weights,
-                 content_weight, style_weight, tv_weight):
+                 content_weight, style_weight, tv_weight, anchors=()):
         import torch
 
+        self.anchors = tuple(anchors)
         self.model = model
         self.content_layer = content_layer
         self.style_layers = tuple(style_layers)
@@ -294,6 +304,8 @@ class _Objective:
         total = self.content_weight * lc + self.style_weight * ls
         if self.tv_weight:
             total = total + (self.tv_weight / self.tv_ref) * tv_loss(x)
+        for target, mask, weight in self.anchors:
+            total = total + (weight / x.numel()) * (mask * (x - target).pow(2)).sum()
         return total
 
 
@@ -577,10 +589,6 @@ def stylize_neural(
     Cancelled
         When ``cancel`` fired.
     """
-    from . import vgg  # first: it may set OMP_WAIT_POLICY before torch starts OpenMP
-
-    import torch
-
     params = dict(
         iterations=iterations, content_weight=content_weight, style_weight=style_weight,
         tv_weight=tv_weight, style_layers=style_layers, style_layer_weights=style_layer_weights,
@@ -590,6 +598,67 @@ def stylize_neural(
         progress=progress, cancel=cancel,
     )
     _check_params(params)
+    return optimise(frame, style_image=style_image, params=params, weights=weights, device=device)
+
+
+def prepare_style(style_image):
+    """The artwork as float32 RGB in 0..255 (read once when many frames share it)."""
+    if style_image is None:
+        raise ValueError("parameter 'style_image' is required for method 'neural'")
+    style_rgb, _ = load_image_rgb(style_image, name="style_image")
+    return style_rgb
+
+
+def check_params(**params):
+    """The keyword parameters of :func:`stylize_neural` (defaults filled in), checked.
+
+    Returns the ``params`` dict :func:`optimise` takes; ``weights`` and
+    ``device`` are not part of it.
+    """
+    import inspect
+
+    defaults = {k: v.default for k, v in inspect.signature(stylize_neural).parameters.items()
+                if v.kind is inspect.Parameter.KEYWORD_ONLY and k not in ("style_image", "weights", "device")}
+    for name in params:
+        if name not in defaults:
+            raise ValueError(f"unknown parameter '{name}' for method 'neural'; known: "
+                             f"{', '.join(sorted(defaults))}")
+    p = dict(defaults, **params)
+    _check_params(p)
+    return p
+
+
+def optimise(frame, *, style_image, params, weights=None, device="auto", init=None, anchors=()):
+    """The optimisation behind :func:`stylize_neural`, with a warm start and anchor terms.
+
+    Parameters
+    ----------
+    frame, style_image, weights, device
+        As for :func:`stylize_neural`; ``style_image`` may also be the float
+        array from :func:`prepare_style`.
+    params : dict
+        The other parameters, as returned by :func:`check_params`.
+    init : numpy.ndarray, optional
+        ``HxWx3`` float32 start in 0..1 at the frame's size (Ruder et al. start
+        each frame from the previous output warped by the flow). With a start,
+        each pyramid level begins from the start image at that level plus the
+        coarser level's correction upsampled (``init_l + up(x_{l-1} -
+        init_{l-1})``), so the detail of the start survives coarse-to-fine
+        optimisation; ``init_noise`` is ignored.
+    anchors : sequence of (numpy.ndarray, numpy.ndarray, float)
+        Pixel-space terms ``(target HxWx3 in 0..1, weight map HxW in 0..1,
+        weight)`` adding ``weight * sum(M (x - T)^2) / (3 H W)`` to the loss at
+        every level (the temporal loss of Ruder et al.).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``HxWx3`` uint8 RGB of the frame's size.
+    """
+    from . import vgg  # first: it may set OMP_WAIT_POLICY before torch starts OpenMP
+
+    import torch
+
     p = params
     rgb, _alpha = as_float_rgb(frame, name="frame")
     H, W = rgb.shape[:2]
@@ -597,10 +666,17 @@ def stylize_neural(
         raise ValueError(
             f"frame is {W}x{H}; neural style transfer needs at least {_MIN_SIDE} pixels per side"
         )
-    if style_image is None:
-        raise ValueError("parameter 'style_image' is required for method 'neural'")
-    style_rgb, _ = load_image_rgb(style_image, name="style_image")
+    style_rgb = style_image if isinstance(style_image, np.ndarray) and style_image.dtype == np.float32 \
+        and style_image.ndim == 3 and style_image.shape[2] == 3 else prepare_style(style_image)
     dev = vgg.resolve_device(device)
+    if init is not None:
+        init = np.asarray(init, np.float32)
+        if init.shape != (H, W, 3):
+            raise ValueError(f"init must be {H}x{W}x3, got {init.shape}")
+    anchors = [(np.asarray(t, np.float32), np.asarray(m, np.float32), float(w)) for t, m, w in anchors]
+    for t, m, _w in anchors:
+        if t.shape != (H, W, 3) or m.shape != (H, W):
+            raise ValueError(f"anchor target and mask must be {H}x{W}x3 and {H}x{W}")
 
     content01 = rgb / np.float32(255.0)
     style01 = style_rgb / np.float32(255.0)
@@ -611,6 +687,10 @@ def stylize_neural(
         y_s = (y_s - y_s.mean()) * (y_c.std() / (y_s.std() + 1e-6)) + y_c.mean()
         content01 = np.repeat(y_c[:, :, None], 3, axis=2)
         style01 = np.repeat(np.clip(y_s, 0.0, 1.0)[:, :, None], 3, axis=2)
+        # Only luminance is optimised: so are the start and the anchors.
+        if init is not None:
+            init = np.repeat(rgb_to_yiq(init)[:, :, :1], 3, axis=2)
+        anchors = [(np.repeat(rgb_to_yiq(t)[:, :, :1], 3, axis=2), m, w) for t, m, w in anchors]
 
     deepest = max(vgg.layer_index(n) for n in p["style_layers"] + (p["content_layer"],))
     model = vgg.load_vgg19(weights, upto=vgg.LAYER_NAMES[deepest], pooling=p["pooling"],
@@ -630,8 +710,8 @@ def stylize_neural(
     lr = p["learning_rate"] or (1.0 if p["optimizer"] == "lbfgs" else 0.02)
 
     h0, w0 = levels[0]
-    start = _resize(content01, h0, w0)
-    if p["init_noise"] > 0.0:
+    start = _resize(content01, h0, w0) if init is None else _resize(init, h0, w0)
+    if p["init_noise"] > 0.0 and init is None:
         rng = np.random.default_rng(p["seed"])
         noise = rng.random(start.shape, dtype=np.float32)
         if p["preserve_color"]:
@@ -643,10 +723,24 @@ def stylize_neural(
     for (lh, lw_), n_iter in zip(levels, counts):
         if x.shape[-2:] != (lh, lw_):
             with torch.no_grad():
-                x = torch.nn.functional.interpolate(x, size=(lh, lw_), mode="bicubic",
-                                                    align_corners=False).clamp_(0.0, 1.0)
+                if init is None:
+                    x = torch.nn.functional.interpolate(x, size=(lh, lw_), mode="bicubic",
+                                                        align_corners=False).clamp_(0.0, 1.0)
+                else:
+                    # Keep the start's own detail; carry over only the coarser level's correction.
+                    ph, pw = x.shape[-2:]
+                    correction = x - _to_tensor(np.ascontiguousarray(_resize(init, ph, pw)), dev)
+                    correction = torch.nn.functional.interpolate(correction, size=(lh, lw_),
+                                                                 mode="bicubic", align_corners=False)
+                    x = (_to_tensor(np.ascontiguousarray(_resize(init, lh, lw_)), dev)
+                         + correction).clamp_(0.0, 1.0)
         if n_iter == 0:
             continue
+        level_anchors = []
+        for t, m, wgt in anchors:
+            level_anchors.append((_to_tensor(np.ascontiguousarray(_resize(t, lh, lw_)), dev),
+                                  _to_tensor(np.ascontiguousarray(_resize(m[:, :, None], lh, lw_)), dev),
+                                  wgt))
         content_t = _to_tensor(_resize(content01, lh, lw_), dev)
         sh, sw = _style_size(style01.shape[:2], (lh, lw_), p["style_scale"])
         style_t = _to_tensor(_resize(style01, sh, sw), dev)
@@ -654,7 +748,7 @@ def stylize_neural(
             model, content_t, style_t, content_layer=p["content_layer"],
             style_layers=p["style_layers"], layer_weights=p["style_layer_weights"],
             content_weight=p["content_weight"], style_weight=p["style_weight"],
-            tv_weight=p["tv_weight"],
+            tv_weight=p["tv_weight"], anchors=level_anchors,
         )
         del content_t, style_t
         def report(loss_value):
