@@ -153,7 +153,7 @@ class _Job:
     def __init__(self, source, out, masks, progress, cancel, total):
         from ..frames import check_output_dir, remove_stale_temp_files
         from ..guides import open_masks
-        from ..propagation.job import _path_identity, _source_identity
+        from ..propagation.job import _mask_identity, _source_identity
 
         source_path = getattr(source, "path", None)
         self.source = source
@@ -164,7 +164,9 @@ class _Job:
         remove_stale_temp_files(self.work)
         h, w = source.size
         self.masks = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
-        self.mask_identity = _path_identity(masks) if masks else "no masks"
+        # The masks' contents, frame by frame, as propagation fingerprints them.
+        self.mask_identity = (_hash(*sorted(_mask_identity(self.masks, source.frame_numbers)
+                                            .items())) if masks else "no masks")
         self.identity = _source_identity(source)
         self.record_path = self.out / RECORD_NAME
         self.record = self._load_record()
