@@ -118,7 +118,7 @@ def plan_spans(frame_numbers, key_numbers):
 
 def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="weighted",
               key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None,
-              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB):
+              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None):
     """Carry the look of stylized keyframes over every frame of a clip.
 
     Parameters
@@ -169,6 +169,13 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         no cap. Pass states are not capped: they take about ``H * W * (C + 4)``
         bytes per frame of the longest span between two keys, and each span's
         are removed as soon as it is finished.
+    dask : str or distributed.Client, optional
+        Run the job's tasks on an existing Dask cluster: its scheduler's
+        address (``"tcp://HOST:PORT"``) or a connected client. The workers must
+        see ``out`` (and the frames, masks and cache folder) at the same paths,
+        or at the same paths relative to ``out``, and have the engine
+        installed. Progress and cancel work as for a local run. Needs
+        ``dask[distributed]``; without it, a clear error.
 
     Returns
     -------
@@ -199,55 +206,27 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     key_styles = _load_keys(keys, source, settings.key_fit)
     mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
 
-    cache = Path(cache_dir) if cache_dir is not None else out / CACHE_NAME
-    remove_stale_temp_files(out)
-    flow_cache = FlowCache(cache / "flow", params=settings.flow_params, max_bytes=max_bytes)
-    record = _Record(out / RECORD_NAME)
-    identity = _source_identity(source)
-    key_hashes = {n: hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
-                  for n, img in key_styles.items()}
-    spans = plan_spans(source.frame_numbers, key_styles)
-    total = sum(len(s.frames) * (2 if s.kind == "between" else 1) for s in spans)
-    ctx = _Context(source=source, flow_cache=flow_cache, settings=settings, keys=key_styles,
-                   masks=mask_source, out=out, cancel=cancel, progress=progress, total=total)
+    from .plan import TaskEnv, make_plan, run_plan
 
-    job_fp = _hash(settings.fingerprint(), _path_identity(masks) if masks else "no masks")
-    # Keys first: their output is the key itself.
-    for n, style in key_styles.items():
-        fp = _hash("key", job_fp, key_hashes[n], identity.get(n, ""))
-        path = out / source.name_for(n)
-        if record.spans.get(f"key-{n}") != fp or not path.exists():
-            ctx.write_output(n, style)
-            record.spans[f"key-{n}"] = fp
-            record.save()
-    computed = skipped = 0
-    for span in spans:
-        fp = _hash(span.name, job_fp, key_hashes.get(span.key_a, ""),
-                   key_hashes.get(span.key_b, ""), *(f"{n}:{identity.get(n, '')}" for n in span.frames))
-        outputs = [out / source.name_for(n) for n in span.frames]
-        if record.spans.get(span.name) == fp and all(p.exists() for p in outputs):
-            skipped += len(span.frames)
-            ctx.done += len(span.frames) * (2 if span.kind == "between" else 1)
-            ctx.report(f"kept {span.name} from an earlier run")
-            continue
-        work = cache / "work" / fp[:24]
-        work.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(work)
-        record.spans.pop(span.name, None)
-        record.save()
-        computed += _run_span(ctx, span, work)
-        record.spans[span.name] = fp
-        record.save()
-        shutil.rmtree(work, ignore_errors=True)
-    record.settings = settings.as_dict()
-    record.save()
-    shutil.rmtree(cache / "work", ignore_errors=True)
-    if not keep_cache:
-        flow_cache.clear()
-        try:
-            cache.rmdir()  # only when empty: a user's --cache-dir may hold other files
-        except OSError:
-            pass
+    remove_stale_temp_files(out)
+    plan = make_plan(source, key_styles, out=out, settings=settings, masks=masks, cache_dir=cache_dir,
+                     keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)
+    if dask is not None:
+        from .farm import run_plan_dask
+
+        computed, skipped = run_plan_dask(plan, dask, progress=progress, cancel=cancel)
+    else:
+        env = TaskEnv(plan, source=source, progress=progress, cancel=cancel)
+        env.ctx.masks = mask_source
+        record = _Record(out / RECORD_NAME)
+
+        def after_task(task):
+            # The job record beside the output, kept up to date for people and tools reading it.
+            if task["kind"] in ("key", "finish"):
+                record.spans[task["span"] if task["kind"] == "finish" else task["id"]] = task["fingerprint"]
+                record.save()
+
+        computed, skipped = run_plan(plan, env=env, skip_flow=max_bytes == 0, after_task=after_task)
     paths = [out / source.name_for(n) for n in source.frame_numbers]
     return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
                            seconds=time.perf_counter() - t_start)
@@ -327,86 +306,66 @@ class _Pass:
         return result, new_state, to_prev
 
 
-def _run_span(ctx, span, work):
-    """Compute and write one span's frames, resuming from ``work`` states."""
-    if span.kind == "before":
-        computed = _single_pass(ctx, _Pass(ctx, span.key_b), list(reversed(span.frames)), work,
-                                work / "bwd_state.npz")
-    elif span.kind == "after":
-        computed = _single_pass(ctx, _Pass(ctx, span.key_a), list(span.frames), work, work / "fwd_state.npz")
-    else:
-        computed = _between_keys(ctx, span, work)
-    _finish_span(ctx, span, work)
-    return computed
+def run_pass(ctx, span, direction, work):
+    """One pass over a span's frames, from its key before (``"fwd"``) or after (``"bwd"``).
+
+    Between two keys each pass keeps its images and synthesis errors in
+    ``work`` (``fwd_N.npz``, ``bwd_N.npz``) for :func:`finish_span` to blend,
+    so the two passes are independent of each other and may run at the same
+    time on different machines. A span with one key has one pass, whose images
+    go straight to ``pass_N.npz``. Returns the number of frames synthesized
+    (a resumed pass continues from its state file).
+    """
+    key = span.key_a if direction == "fwd" else span.key_b
+    order = list(span.frames) if direction == "fwd" else list(reversed(span.frames))
+    between = span.kind == "between"
+    return _single_pass(ctx, _Pass(ctx, key), order, work, work / f"{direction}_state.npz",
+                        prefix=direction if between else "pass", keep_error=between)
 
 
-def _between_keys(ctx, span, work):
-    """Both passes between two keys, blended; the results go to ``work``."""
-
+def _blend_span(ctx, span, work):
+    """Blend the two passes between keys, frame by frame in backward order, into ``pass_N.npz``."""
     from . import blend
 
-    # Between two keys: forward pass first, its results kept on disk ...
-    fwd = _Pass(ctx, span.key_a)
-    fwd_state_path = work / "fwd_state.npz"
-    state = _load_state(fwd_state_path, span.frames) or fwd.initial_state()
-    done_fwd = 0 if state["n"] == span.key_a else span.frames.index(state["n"]) + 1
-    ctx.done += done_fwd
-    for n in span.frames[done_fwd:]:
-        result, state, _ = fwd.step(state, n)
-        _save(work / f"fwd_{n}.npz", image=result.image, error=result.error)
-        _save(fwd_state_path, **state)
-        ctx.done += 1
-        ctx.report(f"frame {n}: forward pass from key {span.key_a}")
-
-    # ... then the backward pass, blending each frame as it comes.
-    bwd = _Pass(ctx, span.key_b)
-    order = list(reversed(span.frames))
-    bwd_state_path = work / "bwd_state.npz"
-    state = _load_state(bwd_state_path, span.frames) or bwd.initial_state()
-    start = 0 if state["n"] == span.key_b else order.index(state["n"]) + 1
-    choice = state.get("choice")
-    ctx.done += start
-    computed = 0
+    choice = None
+    previous = span.key_b
     lo, hi = span.key_a, span.key_b
-    for n in order[start:]:
-        result, state, to_prev = bwd.step(state, n)
+    for n in reversed(span.frames):
+        ctx.check_cancel()
         with np.load(work / f"fwd_{n}.npz") as f:
             fwd_image, fwd_error = f["image"], f["error"]
+        with np.load(work / f"bwd_{n}.npz") as b:
+            bwd_image, bwd_error = b["image"], b["error"]
         position = (n - lo) / float(hi - lo)
         if ctx.settings.blend == "crossfade":
-            blended = blend.crossfade(fwd_image, result.image, position)
+            blended = blend.crossfade(fwd_image, bwd_image, position)
         elif ctx.settings.blend == "weighted":
-            blended = blend.weighted_blend(fwd_image, fwd_error, result.image, result.error, position=position)
+            blended = blend.weighted_blend(fwd_image, fwd_error, bwd_image, bwd_error, position=position)
         else:
-            choice = blend.choose_passes(fwd_error, result.error, position=position, previous=choice,
-                                         flow_to_previous=to_prev if choice is not None else None)
-            blended = blend.blend_passes(fwd_image, result.image, choice)
-        image = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        _save(work / f"pass_{n}.npz", image=image)
-        if choice is not None:
-            state["choice"] = choice
-        _save(bwd_state_path, **state)
-        computed += 1
-        ctx.done += 1
-        ctx.report(f"frame {n}: backward pass from key {span.key_b}, blended")
-    return computed
+            to_prev = ctx.flows(n, previous)[0] if choice is not None else None
+            choice = blend.choose_passes(fwd_error, bwd_error, position=position, previous=choice,
+                                         flow_to_previous=to_prev)
+            blended = blend.blend_passes(fwd_image, bwd_image, choice)
+        _save(work / f"pass_{n}.npz", image=np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+        previous = n
 
 
-def _single_pass(ctx, one_pass, order, work, state_path):
+def _single_pass(ctx, one_pass, order, work, state_path, *, prefix="pass", keep_error=False):
     state = _load_state(state_path, order) or one_pass.initial_state()
     start = 0 if state["n"] == one_pass.key_number else order.index(state["n"]) + 1
     ctx.done += start
     for n in order[start:]:
         result, state, _ = one_pass.step(state, n)
-        _save(work / f"pass_{n}.npz", image=result.image)
+        arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
+        _save(work / f"{prefix}_{n}.npz", **arrays)
         _save(state_path, **state)
         ctx.done += 1
-        ctx.report(f"frame {n}: from key {one_pass.key_number}")
+        ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
     return len(order) - start
 
 
-def _finish_span(ctx, span, work):
-    """Smooth a span's pass results along the flow both ways, restore their detail, write them.
+def finish_span(ctx, span, work):
+    """Blend the passes (between keys), smooth along the flow both ways, restore detail, write the frames.
 
     The recursive filter starts from the key at each end of the span that has
     one, so the frames next to a key follow it. Deterministic, and cheap next to
@@ -414,6 +373,8 @@ def _finish_span(ctx, span, work):
     """
     from . import refine
 
+    if span.kind == "between":
+        _blend_span(ctx, span, work)
     settings = ctx.settings
     strength = float(settings.temporal_smoothing)
     frames = list(span.frames)
@@ -527,17 +488,19 @@ def _path_identity(path):
     return _hash(*entries)
 
 
-def _source_identity(source):
-    """Per-frame identity of the source files, so a changed frame invalidates its span."""
+def _source_identity(source, numbers=None):
+    """Per-frame identity of the source files (of ``numbers``, default all), so a changed frame
+    invalidates its span."""
     identity = {}
+    numbers = source.frame_numbers if numbers is None else numbers
     path_for = getattr(source, "path_for", None)
     if path_for is not None:
-        for n in source.frame_numbers:
+        for n in numbers:
             st = os.stat(path_for(n))
             identity[n] = f"{path_for(n).name}:{st.st_size}:{st.st_mtime_ns}"
     else:
         st = os.stat(source.path)
-        for n in source.frame_numbers:
+        for n in numbers:
             identity[n] = f"{Path(source.path).name}:{st.st_size}:{st.st_mtime_ns}:{n}"
     return identity
 
