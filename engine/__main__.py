@@ -7,6 +7,7 @@ and ``run_<name>(args) -> int``; this file only wires them together.
 import argparse
 import sys
 
+from .cli_farm import add_plan_parser, add_run_task_parser
 from .cli_propagate import add_propagate_parser, add_suggest_parser
 from .cli_stylize import add_stylize_parser
 
@@ -18,6 +19,8 @@ def build_parser():
     add_propagate_parser(subparsers)
     add_stylize_parser(subparsers)
     add_suggest_parser(subparsers)
+    add_plan_parser(subparsers)
+    add_run_task_parser(subparsers)
     return parser
 
 

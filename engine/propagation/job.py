@@ -41,7 +41,7 @@ from .settings import JobSettings
 # The synthesis (numba) and the blending are imported when first used,
 # so that a user's error is reported without their import time.
 
-__all__ = ["propagate", "PropagateResult", "Cancelled", "plan_spans", "Span"]
+__all__ = ["propagate", "plan_job", "PropagateResult", "Cancelled", "plan_spans", "Span"]
 
 RECORD_NAME = ".karwai-job.json"
 CACHE_NAME = ".karwai-cache"
@@ -190,27 +190,19 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         When ``cancel`` was set.
     """
     t_start = time.perf_counter()
-    if settings is None:
-        settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
-                               key_fit=key_fit, seed=seed)
-    max_bytes = _cache_limit_bytes(cache_limit_mb)
-    source = frames if hasattr(frames, "frame_numbers") else open_frames(frames)
-    source_path = Path(getattr(source, "path", frames)) if not hasattr(frames, "frame_numbers") else None
-    source.validate()
-    out = check_output_dir(out, source_path)
     if progress is not None and not callable(progress):
         raise ValueError("progress must be callable")
     if cancel is not None and not hasattr(cancel, "is_set"):
         raise ValueError("cancel must be a threading.Event (or have is_set())")
-    h, w = source.size
-    key_styles = _load_keys(keys, source, settings.key_fit)
-    mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
+    if settings is None:
+        settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
+                               key_fit=key_fit, seed=seed)
+    max_bytes = _cache_limit_bytes(cache_limit_mb)
+    plan, source, mask_source = _plan_job(frames, keys, out=out, masks=masks, settings=settings,
+                                          cache_dir=cache_dir, keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)
+    out = plan.out
+    from .plan import TaskEnv, run_plan
 
-    from .plan import TaskEnv, make_plan, run_plan
-
-    remove_stale_temp_files(out)
-    plan = make_plan(source, key_styles, out=out, settings=settings, masks=masks, cache_dir=cache_dir,
-                     keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)
     if dask is not None:
         from .farm import run_plan_dask
 
@@ -230,6 +222,44 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     paths = [out / source.name_for(n) for n in source.frame_numbers]
     return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
                            seconds=time.perf_counter() - t_start)
+
+
+def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, keep_cache=False,
+             cache_limit_mb=DEFAULT_CACHE_LIMIT_MB):
+    """Check a job as :func:`propagate` does and write its plan, ``OUT/.karwai-plan.json``, without running it.
+
+    The plan lists every task with its inputs, outputs, dependencies,
+    fingerprint and command line (``python -m engine run-task PLAN TASK_ID``);
+    see :mod:`engine.propagation.plan`. The keys are written beside it (in the
+    cache folder), so that any machine that sees ``out`` can run any task.
+
+    Returns
+    -------
+    engine.propagation.plan.Plan
+    """
+    if settings is None:
+        settings = JobSettings()
+    if not isinstance(settings, JobSettings):
+        raise ValueError("settings must be a JobSettings")
+    _cache_limit_bytes(cache_limit_mb)
+    return _plan_job(frames, keys, out=out, masks=masks, settings=settings, cache_dir=cache_dir,
+                     keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)[0]
+
+
+def _plan_job(frames, keys, *, out, masks, settings, cache_dir, keep_cache, cache_limit_mb):
+    from .plan import make_plan
+
+    source = frames if hasattr(frames, "frame_numbers") else open_frames(frames)
+    source_path = Path(getattr(source, "path", frames)) if not hasattr(frames, "frame_numbers") else None
+    source.validate()
+    out = check_output_dir(out, source_path)
+    h, w = source.size
+    key_styles = _load_keys(keys, source, settings.key_fit)
+    mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
+    remove_stale_temp_files(out)
+    plan = make_plan(source, key_styles, out=out, settings=settings, masks=masks, cache_dir=cache_dir,
+                     keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)
+    return plan, source, mask_source
 
 
 class _Context:

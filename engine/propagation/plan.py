@@ -44,8 +44,8 @@ from ..flow import FlowCache
 from ..guides import GuideWeights, open_masks
 from .settings import ALGORITHM_VERSION, JobSettings
 
-__all__ = ["PLAN_NAME", "TASKS_DIR", "PlanError", "Plan", "make_plan", "load_plan", "run_task",
-           "run_plan", "task_is_done"]
+__all__ = ["PLAN_NAME", "TASKS_DIR", "PlanError", "Plan", "TaskEnv", "make_plan", "load_plan", "run_task",
+           "run_task_status", "run_plan", "task_is_done"]
 
 PLAN_NAME = ".karwai-plan.json"
 TASKS_DIR = ".karwai-tasks"
@@ -136,6 +136,37 @@ class Plan:
         return self.out / TASKS_DIR / f"{task_id}.json"
 
 
+def task_graph(frame_numbers, key_numbers):
+    """The tasks of a job and their dependencies, without files: ``id``, ``kind``, ``deps``, ``units``.
+
+    ``units`` counts the work of a task (``flow`` pairs, ``pass`` frames,
+    ``finish`` frames, ``key`` images), from which :mod:`.simulate` predicts
+    its duration. Tasks come in an order that respects the dependencies.
+    """
+    from .job import plan_spans
+
+    keys = sorted(key_numbers)
+    tasks = [{"id": f"key-{n}", "kind": "key", "key": n, "deps": [], "units": {"key": 1}} for n in keys]
+    finishes = [t["id"] for t in tasks]
+    for span in plan_spans(frame_numbers, keys):
+        base = {"span": span.name, "span_kind": span.kind, "key_a": span.key_a, "key_b": span.key_b,
+                "frames": list(span.frames)}
+        flow_id = f"flow-{span.name}"
+        tasks.append({"id": flow_id, "kind": "flow", **base, "deps": [],
+                      "units": {"flow": len(_chain(span)) - 1}})
+        passes = []
+        for direction, key in (("fwd", span.key_a), ("bwd", span.key_b)):
+            if key is not None:
+                passes.append(f"{direction}-{span.name}")
+                tasks.append({"id": passes[-1], "kind": direction, **base, "deps": [flow_id, f"key-{key}"],
+                              "units": {"pass": len(span.frames)}})
+        finishes.append(f"finish-{span.name}")
+        tasks.append({"id": finishes[-1], "kind": "finish", **base, "deps": [flow_id, *passes],
+                      "units": {"finish": len(span.frames)}})
+    tasks.append({"id": "end", "kind": "end", "deps": finishes, "units": {}})
+    return tasks
+
+
 def make_plan(source, key_styles, *, out, settings, masks=None, mask_source=None, cache_dir=None,
               keep_cache=False, cache_limit_mb=None, write=True):
     """Split a checked job into tasks; write the keys and (when ``write``) the plan file.
@@ -174,48 +205,39 @@ def make_plan(source, key_styles, *, out, settings, masks=None, mask_source=None
         return ["python", "-m", "engine", "run-task", command_plan, task_id]
 
     tasks = []
-    for n in key_styles:
-        name = source.name_for(n)
-        tasks.append({"id": f"key-{n}", "kind": "key", "key": n, "deps": [],
-                      "inputs": [keys[str(n)]["file"]], "outputs": [name],
-                      "fingerprint": _hash("key", job_fp, key_hashes[n], identity.get(n, "")),
-                      "units": {"key": 1}})
-    finishes = [t["id"] for t in tasks]
-    for span in plan_spans(source.frame_numbers, key_styles):
-        chain = ((span.key_a,) if span.key_a is not None else ()) + span.frames + \
-                ((span.key_b,) if span.key_b is not None else ())
+    spans = {span.name: span for span in plan_spans(source.frame_numbers, key_styles)}
+    for task in task_graph(source.frame_numbers, key_styles):
+        tasks.append(task)
+        if task["kind"] == "key":
+            n = task["key"]
+            task.update(inputs=[keys[str(n)]["file"]], outputs=[source.name_for(n)],
+                        fingerprint=_hash("key", job_fp, key_hashes[n], identity.get(n, "")))
+            continue
+        if task["kind"] == "end":
+            task.update(inputs=[], outputs=[],
+                        fingerprint=_hash("end", keep_cache, *(t["fingerprint"] for t in tasks[:-1])))
+            continue
+        span = spans[task["span"]]
+        chain = _chain(span)
         span_fp = _hash(span.name, job_fp, key_hashes.get(span.key_a, ""), key_hashes.get(span.key_b, ""),
                         *frame_ids(chain))
         work = _rel(cache / "work" / span_fp[:24], out)
-        names = [source.name_for(n) for n in span.frames]
         sources = [_rel(source.path_for(n), out) for n in chain] if hasattr(source, "path_for") else \
             [_rel(source_path, out)]
-        base = {"span": span.name, "span_kind": span.kind, "key_a": span.key_a, "key_b": span.key_b,
-                "frames": list(span.frames), "work": work}
-        flow_id = f"flow-{span.name}"
-        tasks.append({"id": flow_id, "kind": "flow", **base, "deps": [],
-                      "inputs": sources, "outputs": [_rel(cache / "flow", out)],
-                      "pairs": [[a, b] for a, b in zip(chain, chain[1:])],
-                      "fingerprint": _hash("flow", flow_key, *frame_ids(chain)),
-                      "units": {"flow": len(chain) - 1}})
-        passes = []
-        for direction, key in (("fwd", span.key_a), ("bwd", span.key_b)):
-            if key is None:
-                continue
-            prefix = direction if span.kind == "between" else "pass"
-            task_id = f"{direction}-{span.name}"
-            passes.append(task_id)
-            tasks.append({"id": task_id, "kind": direction, **base, "deps": [flow_id, f"key-{key}"],
-                          "inputs": sources + [keys[str(key)]["file"]],
-                          "outputs": [f"{work}/{prefix}_{n}.npz" for n in span.frames],
-                          "fingerprint": _hash(direction, span_fp), "units": {"pass": len(span.frames)}})
-        finish_id = f"finish-{span.name}"
-        finishes.append(finish_id)
-        tasks.append({"id": finish_id, "kind": "finish", **base, "deps": [flow_id, *passes],
-                      "inputs": [work] + sources, "outputs": names,
-                      "fingerprint": span_fp, "units": {"finish": len(span.frames)}})
-    tasks.append({"id": "end", "kind": "end", "deps": finishes, "inputs": [], "outputs": [],
-                  "fingerprint": _hash("end", keep_cache, *(t["fingerprint"] for t in tasks)), "units": {}})
+        task["work"] = work
+        if task["kind"] == "flow":
+            task.update(inputs=sources, outputs=[_rel(cache / "flow", out)],
+                        pairs=[[a, b] for a, b in zip(chain, chain[1:])],
+                        fingerprint=_hash("flow", flow_key, *frame_ids(chain)))
+        elif task["kind"] in ("fwd", "bwd"):
+            key = span.key_a if task["kind"] == "fwd" else span.key_b
+            prefix = task["kind"] if span.kind == "between" else "pass"
+            task.update(inputs=sources + [keys[str(key)]["file"]],
+                        outputs=[f"{work}/{prefix}_{n}.npz" for n in span.frames],
+                        fingerprint=_hash(task["kind"], span_fp))
+        else:
+            task.update(inputs=[work] + sources, outputs=[source.name_for(n) for n in span.frames],
+                        fingerprint=span_fp)
     for task in tasks:
         task["command"] = command(task["id"])
     data = {
@@ -533,7 +555,7 @@ def _span_of(task):
     return Span(task["span_kind"], task["key_a"], task["key_b"], tuple(task["frames"]))
 
 
-def run_task(plan, task_id, *, env=None, on_wait=None):
+def run_task(plan, task_id, *, env=None, env_factory=None, on_wait=None):
     """Run one task of a plan, unless its outputs are already there with a matching fingerprint.
 
     Parameters
@@ -544,6 +566,9 @@ def run_task(plan, task_id, *, env=None, on_wait=None):
     env : TaskEnv, optional
         Shared state of a process running many tasks of the plan (progress,
         cancel, the open source).
+    env_factory : callable, optional
+        Makes the :class:`TaskEnv` when the task has work to do (default
+        ``TaskEnv(plan)``); unused when ``env`` is given.
     on_wait : callable, optional
         ``on_wait(lock_path)`` when another run of the same task holds its lock.
 
@@ -552,6 +577,11 @@ def run_task(plan, task_id, *, env=None, on_wait=None):
     int
         Frames synthesized (0 for a task that had nothing to do).
     """
+    return run_task_status(plan, task_id, env=env, env_factory=env_factory, on_wait=on_wait)[0]
+
+
+def run_task_status(plan, task_id, *, env=None, env_factory=None, on_wait=None):
+    """:func:`run_task`, returning ``(frames synthesized, whether the task had work to do)``."""
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
     task = plan.task(task_id)
@@ -562,6 +592,8 @@ def run_task(plan, task_id, *, env=None, on_wait=None):
             raise PlanError(f"{plan.path}: task {task_id} needs task {dep}, which has not finished "
                             f"(field tasks[{task_id!r}].deps)")
     tasks_dir = plan.out / TASKS_DIR
+    if not plan.out.is_dir():
+        raise PlanError(f"{plan.out}: output folder not found; is the shared folder mounted here?")
     try:
         tasks_dir.mkdir(exist_ok=True)
     except OSError as exc:
@@ -570,13 +602,13 @@ def run_task(plan, task_id, *, env=None, on_wait=None):
         if not _needed(plan, task):
             if env is not None:
                 env.ctx.done += task["units"].get("pass", 0)
-            return 0
+            return 0, False
         if env is None:
-            env = TaskEnv(plan)
+            env = env_factory() if env_factory is not None else TaskEnv(plan)
         t0 = time.perf_counter()
         computed, outputs = _RUNNERS[task["kind"]](plan, task, env)
         _write_marker(plan, task, outputs, time.perf_counter() - t0)
-        return computed
+        return computed, True
 
 
 def _finished_elsewhere(plan, dep):
