@@ -19,7 +19,7 @@ import time
 from ..stylizers._common import Cancelled
 from .plan import PlanError, TaskEnv, load_plan, run_task_status
 
-__all__ = ["run_plan_dask", "run_task_on_worker"]
+__all__ = ["run_plan_dask", "run_task_on_worker", "check_dask"]
 
 #: How often a running task asks the scheduler whether the job was cancelled (seconds).
 CANCEL_POLL_SECONDS = 0.5
@@ -32,6 +32,14 @@ def _distributed():
         raise ValueError("dask: running on a Dask cluster needs dask[distributed] (pip install "
                          "'dask[distributed]', the version pinned in requirements.txt)") from None
     return distributed
+
+
+def check_dask(dask):
+    """Refuse a ``dask`` argument that cannot work (no distributed, wrong type) before a job starts."""
+    distributed = _distributed()
+    if not isinstance(dask, (str, distributed.Client)):
+        raise ValueError(f"dask must be a scheduler address (tcp://HOST:PORT) or a distributed.Client, "
+                         f"got {type(dask).__name__}")
 
 
 def _connect(dask):
@@ -124,32 +132,39 @@ def run_plan_dask(plan, dask, *, progress=None, cancel=None, retries=2):
         done_units = 0
         per_span = {}
         skipped = 0
-        while pending:
-            if cancel is not None and cancel.is_set():
-                distributed.Event(cancel_name, client=client).set()
-                client.cancel(list(pending))
-                raise Cancelled("propagation cancelled; complete frames are kept and a re-run resumes")
-            try:
-                finished, pending = distributed.wait(list(pending), timeout=0.25, return_when="FIRST_COMPLETED")
-                pending = set(pending)
-            except (TimeoutError, distributed.TimeoutError):
-                continue
-            for future in finished:
-                task = by_key[future.key]
-                if future.status != "finished":
-                    error = future.exception()
+        try:
+            while pending:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("propagation cancelled; complete frames are kept and a re-run resumes")
+                try:
+                    finished, still = distributed.wait(list(pending), timeout=0.25, return_when="FIRST_COMPLETED")
+                except (TimeoutError, distributed.TimeoutError):
+                    continue
+                pending = set(still)
+                for future in finished:
+                    task = by_key[future.key]
+                    if future.status != "finished":
+                        error = future.exception()
+                        if isinstance(error, (PlanError, ValueError, OSError, Cancelled)):
+                            raise error
+                        raise RuntimeError(f"task {task['id']} failed on the Dask cluster: {error!r}") from error
+                    computed, ran = future.result()
+                    if task["kind"] in ("fwd", "bwd"):
+                        per_span[task["span"]] = max(per_span.get(task["span"], 0), computed)
+                    if task["kind"] == "finish" and not ran:
+                        skipped += len(task["frames"])
+                    done_units += task["units"].get("pass", 0)
+                    if progress is not None:
+                        progress(done_units, total, f"{task['id']} done on the cluster")
+        except BaseException:
+            # Cancelled, a failed task, Ctrl-C: running tasks stop at their next frame, the rest never start.
+            if pending:
+                try:
+                    distributed.Event(cancel_name, client=client).set()
                     client.cancel(list(pending))
-                    if isinstance(error, (PlanError, ValueError, OSError, Cancelled)):
-                        raise error
-                    raise RuntimeError(f"task {task['id']} failed on the Dask cluster: {error!r}") from error
-                computed, ran = future.result()
-                if task["kind"] in ("fwd", "bwd"):
-                    per_span[task["span"]] = max(per_span.get(task["span"], 0), computed)
-                if task["kind"] == "finish" and not ran:
-                    skipped += len(task["frames"])
-                done_units += task["units"].get("pass", 0)
-                if progress is not None:
-                    progress(done_units, total, f"{task['id']} done on the cluster")
+                except Exception:  # the cluster may be what failed
+                    pass
+            raise
         return sum(per_span.values()), skipped
     finally:
         if own:

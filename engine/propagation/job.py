@@ -198,6 +198,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
                                key_fit=key_fit, seed=seed)
     max_bytes = _cache_limit_bytes(cache_limit_mb)
+    if dask is not None:
+        from .farm import check_dask
+
+        check_dask(dask)  # before anything is written
     plan, source, mask_source = _plan_job(frames, keys, out=out, masks=masks, settings=settings,
                                           cache_dir=cache_dir, keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)
     out = plan.out

@@ -33,6 +33,7 @@ import json
 import os
 from pathlib import Path
 import shutil
+import socket
 import threading
 import time
 
@@ -182,7 +183,9 @@ def make_plan(source, key_styles, *, out, settings, masks=None, mask_source=None
     cache = Path(cache_dir) if cache_dir is not None else out / CACHE_NAME
     identity = _source_identity(source)
     source_path = getattr(source, "path", None)
-    key_dir = cache / "keys"
+    # The keys live beside the task records, not in the cache: a re-submitted job
+    # that must redo a span needs them after the cache of a finished job is gone.
+    key_dir = out / TASKS_DIR / "keys"
     key_dir.mkdir(parents=True, exist_ok=True)
     keys = {}
     key_hashes = {}
@@ -192,6 +195,13 @@ def make_plan(source, key_styles, *, out, settings, masks=None, mask_source=None
         if not path.exists() or _png_hash(path) != key_hashes[n]:
             write_frame_atomic(path, image)
         keys[str(n)] = {"file": _rel(path, out), "sha256": key_hashes[n]}
+    wanted = {Path(entry["file"]).name for entry in keys.values()}
+    for old in key_dir.glob("key-*-*.png"):  # keys of an earlier plan of this job, written by it
+        if old.name not in wanted:
+            try:
+                old.unlink()
+            except OSError:
+                pass
     mask_identity = _path_identity(masks) if masks else None
     job_fp = _hash(settings.fingerprint(), mask_identity or "no masks")
     flow_key = settings.flow_params.cache_key()
@@ -459,7 +469,7 @@ def _needed(plan, task):
 
 def _write_marker(plan, task, outputs, seconds):
     data = {"task": task["id"], "fingerprint": task["fingerprint"], "outputs": outputs,
-            "seconds": round(seconds, 3), "units": task["units"]}
+            "seconds": round(seconds, 3), "units": task["units"], "worker": f"{socket.gethostname()}:{os.getpid()}"}
     write_bytes_atomic(plan.marker_path(task["id"]), json.dumps(data, indent=1).encode())
 
 
@@ -703,18 +713,10 @@ def _run_end(plan, task, env):
         pass
     if not plan.data["options"]["keep_cache"]:
         env.ctx.flow_cache.clear()
-        key_dir = cache / "keys"
-        for entry in plan.data["keys"].values():
-            try:
-                os.unlink(plan.resolve(entry["file"]))
-            except OSError:
-                pass
-        remove_stale_temp_files(key_dir)
-        for folder in (key_dir, cache):
-            try:
-                folder.rmdir()  # only when empty: a user's --cache-dir may hold other files
-            except OSError:
-                pass
+        try:
+            cache.rmdir()  # only when empty: a user's --cache-dir may hold other files
+        except OSError:
+            pass
     return 0, {}
 
 
