@@ -137,7 +137,9 @@ def run_plan_dask(plan, dask, *, progress=None, cancel=None, retries=2):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("propagation cancelled; complete frames are kept and a re-run resumes")
                 try:
-                    finished, still = distributed.wait(list(pending), timeout=0.25, return_when="FIRST_COMPLETED")
+                    with client.as_current():  # wait() asks for the default client
+                        finished, still = distributed.wait(list(pending), timeout=0.25,
+                                                           return_when="FIRST_COMPLETED")
                 except (TimeoutError, distributed.TimeoutError):
                     continue
                 pending = set(still)
