@@ -183,7 +183,9 @@ class KARWAI_PT_main(_Panel, bpy.types.Panel):
         else:
             row = layout.row()
             row.scale_y = 1.5
-            row.operator("karwai.propagate", icon="RENDER_ANIMATION")
+            farm = scene_settings(compat.sequencer_scene(context)).farm_plan
+            row.operator("karwai.propagate", icon="NETWORK_DRIVE" if farm else "RENDER_ANIMATION",
+                         text="Write Farm Plan" if farm else "Propagate")
 
 
 class KARWAI_PT_keyframes(_Panel, bpy.types.Panel):
@@ -254,6 +256,7 @@ class KARWAI_PT_settings(_Panel, bpy.types.Panel):
             layout.prop_search(settings, "mask_strip", scene.sequence_editor,
                                compat.STRIPS_ALL_PROP, icon="MOD_MASK")
         layout.prop(settings, "output_dir")
+        layout.prop(settings, "farm_plan")
 
 
 class KARWAI_PT_advanced(_Panel, bpy.types.Panel):

@@ -142,6 +142,11 @@ class KARWAI_PG_settings(bpy.types.PropertyGroup):
         name="Restore Detail", default=True,
         description="Bring the frames between keys back to the keys' amount of detail, "
                     "undoing the softening of patch synthesis")
+    farm_plan: BoolProperty(
+        name="Write Farm Plan", default=False,
+        description="Propagate writes the job's task plan (frames/.karwai-plan.json in the output "
+                    "folder, beside the .blend file by default) and the frames it reads, for a "
+                    "render farm (Flamenco, Dask), instead of running the job here")
     mask_strip: StringProperty(
         name="Mask", default="",
         description="Optional strip whose frames mask the style (white: stylized; outside "
