@@ -1,19 +1,24 @@
 """Benchmark: the makespan simulation against measured Dask runs with 1 and 2 workers, and the film table.
 
     python build.py bench farm [--clip sam2_dog] [--frames 41] [--key-every 10] [--width 320]
-                               [--quality balanced] [--film 65000] [--film-key-every 40] [--film-workers 64]
-                               [--no-film]
+                               [--quality balanced] [--cores-per-worker 1]
+                               [--film 65000] [--film-key-every 40] [--film-workers 64] [--no-film]
 
 1. Costs: :func:`engine.propagation.simulate.measure_costs` runs a short job on
    the clip's own frames inside a one-worker Dask cluster (so it sees what a
    worker sees: the same process set-up and thread pools), and divides each
-   task's recorded seconds by its units.
+   task's recorded seconds by its units. The simulation takes workers to be
+   separate machines; on one machine that holds only when each worker has cores
+   of its own, so for steps 1 to 3 every worker runs on one core
+   (``--cores-per-worker``: numba's and OpenCV's thread pools) and the
+   machine needs at least two cores.
 2. Prediction: the plan's task graph on 1 and 2 workers with those costs.
 3. Measurement: the same job on a ``LocalCluster`` of 1, then 2 single-thread
    worker processes (after a warm-up job that loads the compiled kernels in
    every worker), wall time of ``engine.propagate(..., dask=client)``.
 4. The film: costs measured the same way at 1920x1080 (the clip's frames
-   scaled up) and the simulated table for a film of 65,000 frames with a key
+   scaled up) by one worker using every core of this machine (one farm
+   machine), and the simulated table for a film of 65,000 frames with a key
    every 40 frames.
 
 Timings on a shared machine vary; the figures are printed, not asserted.
@@ -69,11 +74,33 @@ def _measure_on_worker(clip, settings_dict):
     return measure_costs(open_frames(clip), JobSettings(**s))
 
 
-def cluster(n):
-    import distributed
+class cluster:
+    """A LocalCluster of ``n`` single-thread worker processes, each using ``cores`` cores (None: all)."""
 
-    return distributed.LocalCluster(processes=True, n_workers=n, threads_per_worker=1, host="127.0.0.1",
-                                    dashboard_address=None)
+    def __init__(self, n, cores=None):
+        import distributed
+
+        self.cluster = distributed.LocalCluster(processes=True, n_workers=n, threads_per_worker=1,
+                                                host="127.0.0.1", dashboard_address=None)
+        self.client = distributed.Client(self.cluster)
+        if cores is not None:
+            self.client.run(_limit_cores, cores)
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc):
+        self.client.close()
+        self.cluster.close()
+
+
+def _limit_cores(cores):
+    import cv2
+    import numba
+
+    numba.set_num_threads(max(1, min(cores, numba.config.NUMBA_NUM_THREADS)))
+    cv2.setNumThreads(cores)
+    return cores
 
 
 def hms(seconds):
@@ -94,10 +121,9 @@ def main():
     parser.add_argument("--film", type=int, default=65000)
     parser.add_argument("--film-key-every", type=int, default=40)
     parser.add_argument("--film-workers", type=int, default=64)
+    parser.add_argument("--cores-per-worker", type=int, default=1)
     parser.add_argument("--no-film", action="store_true")
     args = parser.parse_args()
-    import distributed
-
     os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
     settings = JobSettings(quality=args.quality)
     with tempfile.TemporaryDirectory(prefix="karwai-bench-farm-") as tmp:
@@ -111,7 +137,7 @@ def main():
         print(f"clip {args.clip}: {n} frames at {w}x{h}, keys {key_numbers}, quality {args.quality}, "
               f"{len(plan.tasks)} tasks; {os.cpu_count()} CPUs", flush=True)
 
-        with cluster(1) as c, distributed.Client(c) as client:
+        with cluster(1, args.cores_per_worker) as client:
             costs = client.submit(_measure_on_worker, str(clip), settings.as_dict(), pure=False).result()
         print("costs measured on a worker (s per unit): "
               + ", ".join(f"{k} {costs[k]:.3f}" for k in ("flow", "pass", "finish", "key")), flush=True)
@@ -121,7 +147,7 @@ def main():
         rows = []
         for workers in (1, 2):
             predicted = simulate(plan.tasks, costs, workers)
-            with cluster(workers) as c, distributed.Client(c) as client:
+            with cluster(workers, args.cores_per_worker) as client:
                 warm = tmp / f"warm{workers}"
                 propagate(clip, {1: keys[1], 3: keys[1]}, out=warm, settings=JobSettings(quality=args.quality),
                           dask=client)  # every worker loads the kernels once (one task per worker at least)
@@ -139,7 +165,7 @@ def main():
         big = tmp / "clip1080"
         make_clip(args.data / args.clip, big, 6, 1920)
         print("measuring costs at 1920x1080 on a worker ...", flush=True)
-        with cluster(1) as c, distributed.Client(c) as client:
+        with cluster(1) as client:
             film_costs = client.submit(_measure_on_worker, str(big), settings.as_dict(), pure=False).result()
         with open(ROOT / "benchmarks" / "farm-costs-1080p.json", "w") as handle:
             json.dump(film_costs, handle, indent=1)
