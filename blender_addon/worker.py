@@ -503,6 +503,11 @@ def _stylize_one(snapshot, key, i, count, reader, *, engine, report, cancel):
     try:
         frame = reader.read(key.number)
         params = _style_params(snapshot, key, engine=engine)
+        style = params.get("style_image")
+        if isinstance(style, (str, os.PathLike)) and os.path.realpath(style) == os.path.realpath(key.path):
+            # The key file is written over: it may not be the picture it is made from.
+            raise JobError(f"{key.path}: the style image is this key's own output file; "
+                           "choose another picture")
 
         def iteration(step, total, loss=None):
             report.progress(i + step / max(total, 1), count,

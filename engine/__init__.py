@@ -24,7 +24,7 @@ _LAZY = {
 }
 
 #: Public submodules, imported on first attribute access (``engine.frames.read_image``).
-_SUBMODULES = ("frames", "flow", "guides", "keyframes", "propagation", "stylizers", "synth")
+_SUBMODULES = ("frames", "flow", "guides", "keyframes", "propagation", "safety", "stylizers", "synth")
 
 
 def __getattr__(name):

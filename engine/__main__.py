@@ -2,14 +2,57 @@
 
 Each subcommand lives in its own module exposing ``add_<name>_parser(subparsers)``
 and ``run_<name>(args) -> int``; this file only wires them together.
+
+Ctrl-C at any moment, even while the modules are still being imported, ends in
+one line on stderr and exit status 130, never a traceback.
 """
 
-import argparse
 import sys
 
-from .cli_farm import add_plan_parser, add_run_task_parser
-from .cli_propagate import add_propagate_parser, add_suggest_parser
-from .cli_stylize import add_stylize_parser
+_INTERRUPTED = 130
+
+
+def _interrupted(prog="python -m engine"):
+    """Say it once, ignore further Ctrl-C while leaving, and give the status."""
+    try:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ImportError, ValueError, OSError):
+        pass
+    print(f"\n{prog}: interrupted", file=sys.stderr)
+    return _INTERRUPTED
+
+
+def _caused_by_interrupt(exc):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+if __name__ == "__main__":
+    # Installed before anything slow is imported: a KeyboardInterrupt that escapes
+    # even main() (during the imports below) still ends in one line.
+    def _excepthook(kind, value, tb, _default=sys.excepthook):
+        if issubclass(kind, KeyboardInterrupt) or _caused_by_interrupt(value):
+            import os
+
+            _interrupted()
+            sys.stderr.flush()
+            os._exit(_INTERRUPTED)
+        _default(kind, value, tb)
+
+    sys.excepthook = _excepthook
+
+import argparse  # noqa: E402
+
+from .cli_farm import add_plan_parser, add_run_task_parser  # noqa: E402
+from .cli_propagate import add_propagate_parser, add_suggest_parser  # noqa: E402
+from .cli_stylize import add_stylize_parser  # noqa: E402
 
 
 def build_parser():
@@ -25,9 +68,33 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except KeyboardInterrupt:
+        return _interrupted()
+    except MemoryError:
+        print("python -m engine: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last net: one line, not a traceback
+        import os
+
+        if _caused_by_interrupt(exc):  # e.g. numpy turns a Ctrl-C during its import into an ImportError
+            return _interrupted()
+        if os.environ.get("KARWAI_DEBUG"):
+            raise
+        text = " ".join(str(exc).split()) or "no message"
+        print(f"python -m engine: error: internal error ({type(exc).__name__}: {text}); "
+              "please report it, with KARWAI_DEBUG=1 set for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    try:  # the work is done: a Ctrl-C while the interpreter shuts down changes nothing
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ImportError, ValueError, OSError):
+        pass
+    sys.exit(status)

@@ -11,6 +11,7 @@ message on stderr and exit status 1, without a traceback; Ctrl-C exits with 130
 and leaves only complete frames, and a re-run resumes.
 """
 
+import re
 import sys
 import threading
 import warnings
@@ -62,16 +63,22 @@ def add_job_arguments(p, *, required=True):
                    help="size cap of the flow cache; least recently used pairs are evicted (default 1024)")
 
 
+#: A frame number on the command line: plain decimal digits (a minus sign is
+#: read, so that the error can say the frame is outside the clip). ``int()``
+#: alone would also take "1_0", " 5", "+5" and other scripts' digits.
+_FRAME_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
+
+
 def parse_keys(items):
     keys = {}
     for item in items:
         number, sep, path = item.partition("=")
         if not sep or not path:
             raise ValueError(f"--key {item!r}: expected N=IMAGE, e.g. --key 1=key0001.png")
-        try:
-            n = int(number)
-        except ValueError:
-            raise ValueError(f"--key {item!r}: frame number {number!r} is not an integer") from None
+        if not _FRAME_NUMBER.fullmatch(number):
+            raise ValueError(f"--key {item!r}: frame number {number!r} is not an integer "
+                             "(plain decimal digits, e.g. --key 12=key.png)")
+        n = int(number)
         if n in keys:
             raise ValueError(f"--key: frame {n} is given twice")
         keys[n] = path
@@ -145,7 +152,11 @@ def run_suggest(args):
     from .keyframes import suggest_keyframes
 
     try:
-        suggestions = suggest_keyframes(open_frames(args.frames))
+        with open_frames(args.frames) as source:
+            suggestions = suggest_keyframes(source)
+    except KeyboardInterrupt:
+        print("\nsuggest: interrupted", file=sys.stderr)
+        return 130
     except (FrameError, ValueError, OSError) as exc:
         print(f"suggest: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -107,11 +107,39 @@ def _check_out(path):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"--out {path!r}: folder '{folder}' does not exist")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise ValueError(f"--out {path!r}: exists and is not a regular file (a folder, FIFO or device)")
+
+
+def _weights_read(method, params):
+    """The VGG19 weights file a torch method would read (for the path checks), or None."""
+    from .stylizers import available_methods
+
+    info = available_methods()[method]
+    if not info.needs_torch:
+        return None
+    if params.get("weights") is not None:
+        return params["weights"]
+    if not info.available:
+        return None
+    from .stylizers.vgg import hub_weights_path
+
+    return hub_weights_path()
+
+
+def _check_paths(args, params):
+    """Refuse an --out that is (or is a link to) the frame, the style image or the weights."""
+    from .safety import check_clashes
+
+    reads = [("the frame", args.frame, os.path.isdir(args.frame)),
+             ("the style image (--style-image)", args.style_image, False),
+             ("the VGG19 weights", _weights_read(args.method, params), False)]
+    check_clashes(reads, [("--out", args.out, False)])
 
 
 def run_stylize(args):
     """Run the ``stylize`` subcommand for parsed ``args``; returns the exit status."""
-    from .frames import read_image, write_frame_atomic
+    from .frames import read_image, remove_stale_temp_files, write_frame_atomic
     from .stylizers import Cancelled, stylize
 
     bar = _Bar(args.method, disable=getattr(args, "quiet", False))
@@ -121,16 +149,19 @@ def run_stylize(args):
         if args.style_image is not None:
             if args.method not in _NEEDS_STYLE_IMAGE:
                 raise ValueError(f"--style-image is not used by method '{args.method}'")
-            if not os.path.isfile(args.style_image):
+            if not os.path.exists(args.style_image):
                 raise ValueError(f"--style-image: file not found: '{args.style_image}'")
             params["style_image"] = args.style_image
         elif args.method in _NEEDS_STYLE_IMAGE:
             raise ValueError(f"method '{args.method}' needs --style-image ART")
         if args.out.lower().endswith((".jpg", ".jpeg")) and args.method == "image":
             params.setdefault("alpha", "composite")
+        _check_paths(args, params)
         frame = read_image(args.frame, alpha=False)
         result = stylize(frame, method=args.method, progress=bar, **params)
         bar.close()
+        # A killed earlier run may have left its temporary file beside the output.
+        remove_stale_temp_files(os.path.dirname(os.path.abspath(args.out)), name=os.path.basename(args.out))
         write_frame_atomic(args.out, result)
     except (Cancelled, KeyboardInterrupt):
         bar.close()

@@ -23,12 +23,14 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .frames import remove_stale_temp_files, write_bytes_atomic
+from .frames import FrameError, read_regular_file, remove_stale_temp_files, write_bytes_atomic
+from .safety import own_folder, remove_owned, seal, unseal
 
 __all__ = [
     "FlowParams",
@@ -50,7 +52,12 @@ _PRESETS = {
 }
 
 #: Bumped whenever cached flow would change meaning.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+#: Names of cache entries: ``flow-`` and the 40 hex digits of the pair's key.
+_ENTRY_NAME = re.compile(r"flow-[0-9a-f]{40}\.npy")
+#: Names an existing unmarked folder may hold to be taken as a flow cache (an
+#: earlier version's entries and temporary files).
+_OWN_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\.flow-[0-9a-f]{40}\.npy\.\d+\.[0-9a-f]{8}\.tmp")
 #: Default size cap of a :class:`FlowCache` folder, in bytes (1 GiB).
 DEFAULT_MAX_BYTES = 1 << 30
 
@@ -440,7 +447,12 @@ class FlowCache:
 
     Each pair is stored as one ``.npy`` file of float16 ``(2, H, W, 2)`` (forward,
     backward), named by a hash of both frames' pixels, the flow parameters and the
-    OpenCV version, and written atomically. Nothing is kept in memory, so memory
+    OpenCV version, and written atomically. The array is followed by a checksum
+    (:func:`engine.safety.seal`): an entry whose data does not match it (damaged
+    on disk, or written by another program) is recomputed and replaced, never
+    used. The folder is created and marked as the engine's
+    (:func:`engine.safety.own_folder`); an existing folder that holds anything
+    but cache files is refused, and only cache files are ever deleted. Nothing is kept in memory, so memory
     does not grow with the clip. Flow returned on a miss is rounded through float16
     too, so a cached re-run gives bit-identical results, and an evicted pair is
     recomputed to the same values.
@@ -474,11 +486,12 @@ class FlowCache:
         self.cache_dir = Path(cache_dir)
         self.params = params or FlowParams()
         self.max_bytes = max_bytes
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        own_folder(self.cache_dir, "the flow cache", adopt=_OWN_NAMES)
         remove_stale_temp_files(self.cache_dir)
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.damaged = 0
         self._salt = f"{CACHE_FORMAT}|{cv2.__version__}|{self.params.cache_key()}"
         self._bytes = sum(size for _, size, _ in self._entries())
 
@@ -507,7 +520,7 @@ class FlowCache:
         except OSError:
             return entries
         for entry in scan:
-            if entry.name.startswith("flow-") and entry.name.endswith(".npy"):
+            if _ENTRY_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
@@ -538,25 +551,30 @@ class FlowCache:
         self._bytes = total
 
     def clear(self):
-        """Remove every cache file (and the folder, when that leaves it empty)."""
-        for path, _, _ in self._entries():
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        remove_stale_temp_files(self.cache_dir)
-        self._bytes = 0
-        try:
-            self.cache_dir.rmdir()
-        except OSError:
-            pass
+        """Remove every cache file, and the folder when that leaves it empty.
+
+        Only in a folder the engine marked as its own, and only files named like
+        cache entries; anything else in it stays, and so does the folder.
+        """
+        remove_owned(self.cache_dir, _ENTRY_NAME)
+        self._bytes = sum(size for _, size, _ in self._entries())
 
     def _load(self, path, shape):
         try:
-            data = np.load(path, allow_pickle=False)
+            raw = read_regular_file(path, what="flow cache")
+        except FrameError:
+            return None
+        payload = unseal(raw, context=path.name)
+        if payload is None:
+            self.damaged += 1
+            return None
+        try:
+            data = np.load(io.BytesIO(payload), allow_pickle=False)
         except (OSError, ValueError, EOFError):
+            self.damaged += 1
             return None
         if data.dtype != np.float16 or data.shape != (2, shape[0], shape[1], 2):
+            self.damaged += 1
             return None
         return data
 
@@ -576,7 +594,7 @@ class FlowCache:
         if a.shape[:2] != b.shape[:2]:
             raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
         path = self.path_for(a, b)
-        data = self._load(path, a.shape[:2]) if path.exists() else None
+        data = self._load(path, a.shape[:2]) if os.path.lexists(path) else None
         if data is not None:
             self.hits += 1
             try:
@@ -590,12 +608,13 @@ class FlowCache:
             if self.max_bytes != 0:
                 buffer = io.BytesIO()
                 np.save(buffer, data, allow_pickle=False)
+                blob = seal(buffer.getbuffer(), context=path.name)
                 try:
                     old = path.stat().st_size  # an unreadable entry being replaced
                 except OSError:
                     old = 0
-                write_bytes_atomic(path, buffer.getbuffer())
-                self._bytes += buffer.getbuffer().nbytes - old
+                write_bytes_atomic(path, blob)
+                self._bytes += len(blob) - old
                 self._trim(keep=path)
         flows = data.astype(np.float32)
         return flows[0], flows[1]

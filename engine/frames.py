@@ -23,6 +23,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 
 import cv2
@@ -41,12 +42,23 @@ __all__ = [
     "write_bytes_atomic",
     "remove_stale_temp_files",
     "check_output_dir",
+    "read_regular_file",
+    "encode_image",
+    "MAX_IMAGE_PIXELS",
 ]
 
 #: File extensions (lower case) that an image-sequence folder may hold.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
-_TRAILING_DIGITS = re.compile(r"(\d+)$")
+# ASCII digits only: ``\d`` would also number a name ending in other scripts' digits.
+_TRAILING_DIGITS = re.compile(r"([0-9]+)$")
+#: Largest image, in pixels, that is decoded: Pillow's decompression-bomb limit
+#: (``2 * PIL.Image.MAX_IMAGE_PIXELS``), 13x an 8K frame.
+MAX_IMAGE_PIXELS = 2 * 89_478_485
+#: DEFLATE packs at most 1032 bytes into one (RFC 1951: a 258-byte match costs
+#: at least 2 bits), so a PNG whose pixels need more than this many times its
+#: size is lying about its size.
+_DEFLATE_MAX_RATIO = 1032
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -125,6 +137,7 @@ def _decode(data, path):
         problem = _png_structure_problem(data)
         if problem:
             raise FrameError(f"{path}: corrupt PNG ({problem})")
+    check_claimed_size(data, len(data), path)
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         kind = (
@@ -176,15 +189,133 @@ def _png_structure_problem(data):
         pos = end
 
 
-def _read_bytes(path):
+def _claimed_size(data):
+    """``(w, h, raw_bytes or None)`` that a PNG or JPEG header claims, or ``None``.
+
+    ``raw_bytes`` is the size of a PNG's filtered pixel data (what DEFLATE packs).
+    """
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 26 and data[12:16] == b"IHDR":
+        w = int.from_bytes(data[16:20], "big")
+        h = int.from_bytes(data[20:24], "big")
+        depth, colour = data[24], data[25]
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+        return w, h, h * (1 + (w * channels * max(depth, 1) + 7) // 8)
+    if data.startswith(_JPEG_SIGNATURE):
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:
+                pos += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            # Start of frame (baseline, progressive, lossless...): height, width follow the precision.
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                if pos + 9 > len(data):
+                    return None
+                h = int.from_bytes(data[pos + 5:pos + 7], "big")
+                w = int.from_bytes(data[pos + 7:pos + 9], "big")
+                return w, h, None
+            if marker == 0xDA:
+                return None
+            pos += 2 + length
+    return None
+
+
+def check_claimed_size(head, file_size, path):
+    """Refuse an image whose header claims more pixels than can be decoded safely.
+
+    Parameters
+    ----------
+    head : bytes
+        The file's first bytes (all of them for a JPEG, whose size may come late).
+    file_size : int
+        The file's size in bytes.
+    path : str or os.PathLike
+        For the message.
+
+    Raises
+    ------
+    FrameError
+        When the claimed size is over :data:`MAX_IMAGE_PIXELS`, or a PNG's pixel
+        data could not fit in the file (a decompression bomb or a damaged header).
+    """
+    claim = _claimed_size(head)
+    if claim is None:
+        return
+    w, h, raw = claim
+    if w * h > MAX_IMAGE_PIXELS:
+        raise FrameError(f"{path}: the header claims {w}x{h} pixels, more than the "
+                         f"{MAX_IMAGE_PIXELS:,} an image may have (a decompression bomb or a damaged file)")
+    if raw is not None and raw > file_size * _DEFLATE_MAX_RATIO:
+        raise FrameError(f"{path}: the header claims {w}x{h} pixels but the file holds only {file_size} "
+                         "bytes, too few for them (a decompression bomb or a damaged file)")
+
+
+def _regular_file_problem(path, what):
+    """Why ``path`` is not a readable regular file, or ``None`` (symbolic links followed)."""
     try:
-        return Path(path).read_bytes()
+        st = os.stat(path)
     except FileNotFoundError:
-        raise FrameError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise FrameError(f"{path}: is a folder, not an image") from None
+        if os.path.islink(path):
+            return f"{path}: broken symbolic link (its target {os.readlink(path)!r} does not exist)"
+        return f"{path}: {what} not found"
+    except OSError as exc:
+        return f"{path}: cannot read {what} ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{path}: is a folder, not {'an' if what[:1] in 'aeiou' else 'a'} {what}"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        return f"{path}: is {kind}, not a regular {what} file; give a regular file"
+    return None
+
+
+def read_regular_file(path, *, what="file"):
+    """All the bytes of a regular file; anything else is refused without blocking.
+
+    A FIFO would block forever and ``/dev/zero`` never ends, so only regular
+    files (after following symbolic links) are read, and the file is opened
+    non-blocking and checked again once open, in case it was swapped meanwhile.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        What the file is, for messages ("image", "key", ...).
+
+    Raises
+    ------
+    FrameError
+        Naming the file, when it is missing, a broken symbolic link, a folder, a
+        FIFO, device or socket, or unreadable.
+    """
+    problem = _regular_file_problem(path, what)
+    if problem:
+        raise FrameError(problem)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise FrameError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FrameError(f"{path}: is not a regular file; give a regular {what} file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()  # sized from fstat, as Path.read_bytes
+    except OSError as exc:
+        raise FrameError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_bytes(path):
+    return read_regular_file(path, what="image")
 
 
 def read_image(path, *, alpha=True):
@@ -220,17 +351,27 @@ def _header_size(path):
     """``(h, w)`` from an image header without decoding the pixels."""
     from PIL import Image, UnidentifiedImageError
 
+    problem = _regular_file_problem(path, "image")
+    if problem:
+        raise FrameError(problem)
     try:
-        if os.path.getsize(path) == 0:
+        size = os.path.getsize(path)
+        if size == 0:
             raise FrameError(f"{path}: file is empty (0 bytes)")
+        with open(path, "rb") as handle:
+            check_claimed_size(handle.read(1 << 16), size, path)
         with Image.open(path) as image:
             w, h = image.size
     except FrameError:
         raise
     except FileNotFoundError:
         raise FrameError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as exc:
+        raise FrameError(f"{path}: image too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise FrameError(f"{path}: unreadable image header ({exc})") from None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise FrameError(f"{path}: {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS:,} an image may have")
     return int(h), int(w)
 
 
@@ -447,12 +588,14 @@ class ImageSequence(_Source):
             name = entry.name
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            if not entry.is_file():
-                continue
             n = frame_number_from_name(name)
             if n is None:
                 unnumbered += 1
                 continue
+            # A frame that cannot be read is an error, never a silent gap in the clip.
+            problem = _regular_file_problem(entry.path, "frame")
+            if problem:
+                raise FrameError(problem)
             if n in by_number:
                 raise FrameError(
                     f"{folder}: duplicate frame number {n}: "
@@ -583,10 +726,9 @@ class VideoSource(_Source):
     def __init__(self, path, *, cache_size=8):
         super().__init__(path, cache_size=max(1, cache_size))
         path = self.path
-        if not path.exists():
-            raise FrameError(f"{path}: file not found")
-        if not path.is_file():
-            raise FrameError(f"{path}: not a file")
+        problem = _regular_file_problem(path, "video")
+        if problem:
+            raise FrameError(problem)
         if path.stat().st_size == 0:
             raise FrameError(f"{path}: file is empty (0 bytes)")
         cap = self._open()
@@ -743,8 +885,19 @@ def open_frames(path, *, cache_size=None):
         When the path is missing, an empty folder, a folder without numbered frames,
         holds duplicate frame numbers, is a still image, or is not a video.
     """
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        from .safety import ParameterTypeError
+
+        raise ParameterTypeError(
+            f"path must be a folder or video file path (str or os.PathLike), got {type(path).__name__}")
+    if not path.strip():
+        raise ValueError("path must not be empty")
     path = Path(path)
     if not path.exists():
+        if os.path.islink(path):
+            raise FrameError(f"{path}: broken symbolic link (its target {os.readlink(path)!r} does not exist)")
         raise FrameError(f"{path}: no such folder or video file")
     if path.is_dir():
         return ImageSequence(path, cache_size=4 if cache_size is None else cache_size)
@@ -825,6 +978,21 @@ def _write_error(path, exc):
     return WriteError(f"{path}: cannot write ({exc.strerror or exc})", errno=exc.errno)
 
 
+#: Longest file name, in bytes, that common file systems take (ext4, APFS, NTFS in UTF-16 units).
+_NAME_MAX = 255
+
+
+def _temp_name(name):
+    """``.NAME.PID.HEX8.tmp``, with NAME cut so that the whole fits in 255 bytes; the first
+    four hex digits name this machine (:data:`_HOST_TAG`), the last four are random."""
+    tail = f".{os.getpid()}.{_HOST_TAG}{secrets.token_hex(2)}.tmp"
+    budget = _NAME_MAX - 1 - len(tail)
+    raw = os.fsencode(name)
+    if len(raw) > budget:
+        name = raw[:budget].decode("utf-8", errors="ignore")  # a cut character is dropped
+    return f".{name}{tail}"
+
+
 def write_bytes_atomic(path, data):
     """Write ``data`` to ``path`` atomically.
 
@@ -850,7 +1018,7 @@ def write_bytes_atomic(path, data):
     """
     path = Path(path)
     folder = path.parent
-    tmp = folder / f".{path.name}.{os.getpid()}.{_HOST_TAG}{secrets.token_hex(2)}.tmp"
+    tmp = folder / _temp_name(path.name)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except FileNotFoundError:
@@ -885,7 +1053,7 @@ def _pid_alive(pid):
     return True
 
 
-def remove_stale_temp_files(folder):
+def remove_stale_temp_files(folder, *, name=None):
     """Remove temporary files that killed writers left in ``folder``.
 
     Only names made by :func:`write_bytes_atomic` (``.NAME.PID.HOST RANDOM.tmp``)
@@ -898,6 +1066,9 @@ def remove_stale_temp_files(folder):
     Parameters
     ----------
     folder : str or os.PathLike
+    name : str, optional
+        Only the temporary files of this destination name (in a folder that
+        is not the engine's, such as the one a single stylized image goes to).
 
     Returns
     -------
@@ -916,6 +1087,11 @@ def remove_stale_temp_files(folder):
         match = _TEMP_NAME.match(entry.name)
         if match is None:
             continue
+        if name is not None:
+            stem = match.group("name")
+            if stem != name and not (len(os.fsencode(entry.name)) >= _NAME_MAX - 4
+                                     and name.startswith(stem)):
+                continue
         try:
             if not entry.is_file(follow_symlinks=False):
                 continue
@@ -929,6 +1105,11 @@ def remove_stale_temp_files(folder):
         except OSError:
             continue
     return removed
+
+
+def encode_image(path, image):
+    """The bytes :func:`write_frame_atomic` would write for ``image`` at ``path`` (PNG or JPEG by suffix)."""
+    return _encode(Path(path), image)
 
 
 def _encode(path, image):

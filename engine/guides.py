@@ -443,6 +443,10 @@ class MaskSequence:
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 raise FrameError(f"{self.path}: no mask for frame(s) {shown}{more}")
 
+    def files(self):
+        """dict: ``{frame number: mask file}`` of a folder of masks; empty for a single mask."""
+        return dict(self._paths)
+
     def read(self, n):
         """The mask of frame ``n``.
 

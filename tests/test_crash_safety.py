@@ -509,3 +509,132 @@ def test_stale_temporary_files_of_killed_writers_are_removed(clip, tmp_path):
     assert not stale.exists() and not remote_old.exists()
     assert alive.exists() and mine.exists() and remote.exists()
     assert remove_stale_temp_files(tmp_path / "does not exist") == 0
+
+
+# ---------------------------------------------------------------------------
+# Issue 11: damaged pass states, and stylize and suggest killed at random moments
+
+
+def _cancel_after(clip, out, steps):
+    """Run the API and cancel it after ``steps`` progress reports (pass states are then on disk)."""
+    cancel = threading.Event()
+    count = []
+
+    def progress(done, total, message):
+        count.append(done)
+        if len(count) >= steps:
+            cancel.set()
+    with pytest.raises(Cancelled):
+        clip.run_api(out, progress=progress, cancel=cancel)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "flip", "garbage"])
+def test_damaged_pass_states_are_recomputed_not_trusted(clip, tmp_path, damage):
+    out = tmp_path / "out"
+    # Into the span between the keys: its forward pass and its state are on disk.
+    _cancel_after(clip, out, SPAN_SIZES["before-None-3"] + 3)
+    states = sorted((out / ".karwai-cache" / "work").rglob("*.npz"))
+    assert states, "the cancelled run left pass states"
+    for path in states:
+        data = path.read_bytes()
+        if damage == "truncate":
+            data = data[: len(data) // 2]
+        elif damage == "empty":
+            data = b""
+        elif damage == "flip":
+            data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
+        else:
+            data = b"PK\x03\x04" + bytes(64)
+        path.write_bytes(data)
+    with pytest.warns(UserWarning, match="damaged pass state") as record:
+        clip.run_api(out)
+    assert any(str(states[0].parent) in str(w.message) for w in record)
+    assert_finished_like(out, clip.reference)
+    # Through the CLI: no traceback, a warning line naming the file, the same bytes.
+    out2 = tmp_path / "out2"
+    _cancel_after(clip, out2, SPAN_SIZES["before-None-3"] + 3)
+    for path in (out2 / ".karwai-cache" / "work").rglob("*_state.npz"):
+        path.write_bytes(path.read_bytes()[:10])
+    proc = run_cli(clip, out2)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "damaged pass state" in proc.stderr and "_state.npz" in proc.stderr
+    assert_finished_like(out2, clip.reference)
+
+
+def _kill_runs(argv, trials, seed, duration, done):
+    """Run ``argv`` ``trials`` times, SIGKILLed at a random moment of its measured ``duration``."""
+    rng = random.Random(seed)
+    kills = 0
+    for trial in range(trials):
+        proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.0, duration))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        kills += proc.returncode == -signal.SIGKILL
+        done(trial)
+    return kills
+
+
+@posix_only
+def test_stylize_killed_at_random_moments_then_rerun(tmp_path):
+    frame = tmp_path / "frame_0001.png"
+    imwrite(frame, texture(H, W, seed=5))
+    out_dir = tmp_path / "keys"
+    out_dir.mkdir()
+    out = out_dir / "key_0001.png"
+    argv = [sys.executable, "-m", "engine", "stylize", str(frame), "--method", "painterly", "--param",
+            "filter=oil", "--out", str(out), "--quiet"]
+    start = time.monotonic()
+    reference = subprocess.run(argv[:-2] + [str(tmp_path / "reference.png"), "--quiet"], cwd=ROOT,
+                               env=cli_env(), capture_output=True, text=True, timeout=300)
+    duration = time.monotonic() - start
+    assert reference.returncode == 0, reference.stderr
+    expected = (tmp_path / "reference.png").read_bytes()
+
+    def after_kill(trial):
+        # After a kill: no output, or a complete one; a re-run gives the same bytes, nothing left over.
+        if out.exists():
+            assert out.read_bytes() == expected
+        if trial % 2:
+            proc = subprocess.run(argv, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+            assert out.read_bytes() == expected
+            assert sorted(p.name for p in out_dir.iterdir()) == ["key_0001.png"], "stray files"
+            out.unlink()
+    kills = _kill_runs(argv, 8, 1100, duration, after_kill)
+    assert kills >= 4
+
+
+@posix_only
+def test_suggest_killed_at_random_moments_then_rerun(clip, tmp_path):
+    argv = [sys.executable, "-m", "engine", "suggest", str(clip.frames)]
+    before = {p.name: p.read_bytes() for p in clip.frames.iterdir()}
+    start = time.monotonic()
+    reference = subprocess.run(argv, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    duration = time.monotonic() - start
+    assert reference.returncode == 0 and reference.stdout.strip(), reference.stderr
+
+    def after_kill(trial):
+        proc = subprocess.run(argv, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and proc.stdout == reference.stdout, proc.stderr
+    kills = _kill_runs(argv, 6, 1200, duration, after_kill)
+    assert kills >= 3
+    assert {p.name: p.read_bytes() for p in clip.frames.iterdir()} == before
+    assert list(tmp_path.iterdir()) == [], "suggest writes nothing"
+
+
+def test_stylize_removes_only_its_own_dead_temporary_file(tmp_path):
+    frame = tmp_path / "frame_0001.png"
+    imwrite(frame, texture(H, W, seed=5))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = frames_module._HOST_TAG  # written on this machine (another machine's is judged by its age)
+    mine = tmp_path / f".out.png.{dead.pid}.{here}abcd.tmp"  # what a killed stylize leaves
+    mine.write_bytes(b"half a png")
+    other = tmp_path / f".other.png.{dead.pid}.{here}abcd.tmp"  # another output's: not this run's business
+    other.write_bytes(b"someone else's")
+    proc = subprocess.run([sys.executable, "-m", "engine", "stylize", str(frame), "--method", "painterly",
+                           "--out", str(tmp_path / "out.png"), "--quiet"], cwd=ROOT, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not mine.exists() and other.exists()

@@ -226,7 +226,7 @@ def test_flow_cache_hit_avoids_recompute(tmp_path, monkeypatch):
     rerun.pair(a, b)
     assert len(calls) == 1 and rerun.hits == 1
 
-    files = os.listdir(tmp_path / "flow")
+    files = [f for f in os.listdir(tmp_path / "flow") if f != ".karwai-owned"]
     assert len(files) == 1 and files[0].endswith(".npy")
     assert np.load(tmp_path / "flow" / files[0]).dtype == np.float16
 
@@ -245,6 +245,21 @@ def test_flow_cache_hit_avoids_recompute(tmp_path, monkeypatch):
     assert len(calls) == 5
     np.testing.assert_array_equal(fwd3, fwd1)
     assert not [f for f in os.listdir(tmp_path / "flow") if f.endswith(".tmp")]
+
+    # A valid header with damaged data fails the checksum and is recomputed too (issue 11).
+    data = bytearray(target.read_bytes())
+    data[200:260] = bytes(60)
+    target.write_bytes(bytes(data))
+    assert np.load(target).shape == (2, 48, 64, 2)  # numpy itself would take it
+    fwd4, _ = cache.pair(a, b)
+    assert len(calls) == 6 and cache.damaged >= 1
+    np.testing.assert_array_equal(fwd4, fwd1)
+
+    # Another pair's entry, whole and valid, swapped in under this pair's name: not used either.
+    target.write_bytes(cache.path_for(a, b2).read_bytes())
+    fwd5, _ = cache.pair(a, b)
+    assert len(calls) == 7
+    np.testing.assert_array_equal(fwd5, fwd1)
 
 
 def test_flow_cache_rejects_mismatched_frames(tmp_path):

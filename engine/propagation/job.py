@@ -15,6 +15,13 @@ holds one fingerprint per span (settings, keys, source frames): a re-run
 recomputes exactly the spans whose fingerprint changed. All randomness is
 seeded per frame, so the bytes of a resumed job equal those of an
 uninterrupted one.
+
+The work is done as the tasks of a plan (:mod:`.plan`): per key, its frame;
+per span, its optical flow, its forward and backward passes (independent of
+each other; between keys their results wait in the span's work folder) and its
+blend and finish. :func:`propagate` runs them in plan order here, or on a Dask
+cluster; a farm runs them with ``python -m engine run-task``. The same task
+functions, so the same bytes, everywhere.
 """
 
 from dataclasses import dataclass
@@ -23,18 +30,21 @@ import io
 import json
 import os
 from pathlib import Path
-import shutil
+import re
 import time
 import warnings
 
 import cv2
 import numpy as np
 
+from .. import __version__
 from ..flow import FlowCache, warp
-from ..frames import (FrameError, check_output_dir, open_frames, read_image, remove_stale_temp_files,
-                      write_bytes_atomic, write_frame_atomic)
+from ..frames import (FrameError, check_output_dir, encode_image, open_frames, read_image, read_regular_file,
+                      remove_stale_temp_files, write_bytes_atomic)
 from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
                       open_masks, positional_guide, temporal_guide)
+from ..safety import (FolderLock, ParameterTypeError, as_path, check_clashes, file_digest, is_owned,
+                      own_folder, remove_owned, seal, unseal)
 from ..stylizers._common import Cancelled
 from .settings import JobSettings
 
@@ -45,6 +55,15 @@ __all__ = ["propagate", "plan_job", "PropagateResult", "Cancelled", "plan_spans"
 
 RECORD_NAME = ".karwai-job.json"
 CACHE_NAME = ".karwai-cache"
+#: Bumped whenever the same inputs would give other output bytes (with the
+#: engine version and the settings, it is in every output's fingerprint).
+RESULT_FORMAT = 2
+#: Files the job writes in a span's pass-state folder.
+_WORK_FILES = re.compile(r"(?:fwd|bwd)_state\.npz|(?:fwd|bwd|pass|smooth)_-?[0-9]+\.npz")
+#: What an unmarked pass-state folder of an earlier version may hold to be adopted.
+_OWN_WORK_NAMES = re.compile(r"[0-9a-f]{24}|[0-9a-f]{12}-[0-9a-f]{24}")
+_OWN_FLOW_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\..+\.[0-9]+\.[0-9a-f]{8}\.tmp")
+_OWN_CACHE_NAMES = re.compile(r"flow|work|keys")
 #: Default size cap of the flow cache, in MB.
 DEFAULT_CACHE_LIMIT_MB = 1024
 
@@ -84,6 +103,18 @@ class PropagateResult:
     computed: int
     skipped: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class _Fingerprints:
+    """What :mod:`.plan` writes into a plan about a job's inputs, computed once here."""
+
+    identity: dict  # per source frame: name and digest of its file
+    masks: dict  # per frame: digest of its mask (empty without masks)
+    key_hashes: dict  # per key: digest of the fitted key image
+    spans: dict  # per span name: fingerprint of everything that makes its frames
+    keys: dict  # per key: fingerprint of its output frame
+    work: object  # span fingerprint -> the span's pass-state folder
 
 
 def plan_spans(frame_numbers, key_numbers):
@@ -133,8 +164,9 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         aspect differs by over 1 % is refused unless ``key_fit`` says to crop
         or pad.
     out : str or os.PathLike
-        Output folder; one PNG per frame, named like the input frames. It may
-        not be the input folder nor lie inside it.
+        Output folder; one PNG per frame, named like the input frames. Nothing
+        the job reads (frames, keys, masks) may be in it, and it may not be,
+        nor lie inside, a folder the job reads.
     masks : str or os.PathLike, optional
         Folder of per-frame masks (same numbering). Only the masked region takes
         the style; outside it the output is transparent (RGBA).
@@ -154,7 +186,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         Checked before every frame; when set, :class:`Cancelled` is raised and
         only complete frames are left on disk. A re-run resumes.
     cache_dir : str or os.PathLike, optional
-        Flow cache and pass states (default ``OUT/.karwai-cache``).
+        Flow cache and pass states (default ``OUT/.karwai-cache``). The job
+        keeps them in the ``flow`` and ``work`` folders in it, which it creates
+        and marks as its own; it never uses, nor deletes, such a folder that it
+        did not make.
     settings : JobSettings, optional
         All settings at once; overrides ``quality``, ``weights``, ``blend_mode``,
         ``key_fit`` and ``seed``.
@@ -183,49 +218,56 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
 
     Raises
     ------
+    TypeError (ParameterTypeError)
+        For an argument of the wrong type (``out=None``, ``frames`` a list...);
+        :class:`engine.safety.ParameterTypeError` is also a ``ValueError``.
     ValueError (FrameError)
-        For bad frames, keys, masks, settings or output folder; the message
-        names the file or parameter.
+        For bad frames, keys, masks, settings or output folder, a path the job
+        writes that clashes with one it reads, or another job already running
+        in ``out``; the message names the file or parameter. A refused call
+        creates nothing on disk.
     Cancelled
         When ``cancel`` was set.
+
+    Notes
+    -----
+    Resume and ownership: the job record ``OUT/.karwai-job.json`` holds, for
+    every output frame, a fingerprint of everything that made it (its span's
+    source frames including the keys' own frames, the keys, the masks, the
+    settings and the engine version) and the digest of the bytes written. A
+    re-run keeps a frame only when both still match, and removes the outputs of
+    frames no longer in the clip only when their bytes are those it wrote. One
+    job at a time may run in an output folder (an OS-level lock).
     """
     t_start = time.perf_counter()
-    if progress is not None and not callable(progress):
-        raise ValueError("progress must be callable")
-    if cancel is not None and not hasattr(cancel, "is_set"):
-        raise ValueError("cancel must be a threading.Event (or have is_set())")
+    # Every argument is checked before anything is created or written.
     if settings is None:
         settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
                                key_fit=key_fit, seed=seed)
+    elif not isinstance(settings, JobSettings):
+        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    out = as_path("out", out)
+    cache = as_path("cache_dir", cache_dir) if cache_dir is not None else out / CACHE_NAME
+    masks = as_path("masks", masks) if masks is not None else None
+    if not isinstance(keep_cache, (bool, np.bool_)):
+        raise ParameterTypeError(f"keep_cache must be True or False, got {type(keep_cache).__name__}")
+    if progress is not None and not callable(progress):
+        raise ParameterTypeError(f"progress must be callable, got {type(progress).__name__}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise ParameterTypeError(f"cancel must be a threading.Event (or have is_set()), got {type(cancel).__name__}")
     max_bytes = _cache_limit_bytes(cache_limit_mb)
     if dask is not None:
         from .farm import check_dask
 
-        check_dask(dask)  # before anything is written
-    plan, source, mask_source = _plan_job(frames, keys, out=out, masks=masks, settings=settings,
-                                          cache_dir=cache_dir, keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)
-    out = plan.out
-    from .plan import TaskEnv, run_plan
-
-    if dask is not None:
-        from .farm import run_plan_dask
-
-        computed, skipped = run_plan_dask(plan, dask, progress=progress, cancel=cancel)
-    else:
-        env = TaskEnv(plan, source=source, progress=progress, cancel=cancel)
-        env.ctx.masks = mask_source
-        record = _Record(out / RECORD_NAME)
-
-        def after_task(task):
-            # The job record beside the output, kept up to date for people and tools reading it.
-            if task["kind"] in ("key", "finish"):
-                record.spans[task["span"] if task["kind"] == "finish" else task["id"]] = task["fingerprint"]
-                record.save()
-
-        computed, skipped = run_plan(plan, env=env, skip_flow=max_bytes == 0, after_task=after_task)
-    paths = [out / source.name_for(n) for n in source.frame_numbers]
-    return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
-                           seconds=time.perf_counter() - t_start)
+        check_dask(dask)
+    source, opened = _open_source(frames)
+    try:
+        return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=progress,
+                          cancel=cancel, cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes,
+                          t_start=t_start, dask=dask)
+    finally:
+        if opened:
+            source.close()
 
 
 def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, keep_cache=False,
@@ -234,8 +276,9 @@ def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, ke
 
     The plan lists every task with its inputs, outputs, dependencies,
     fingerprint and command line (``python -m engine run-task PLAN TASK_ID``);
-    see :mod:`engine.propagation.plan`. The keys are written beside it (in the
-    cache folder), so that any machine that sees ``out`` can run any task.
+    see :mod:`engine.propagation.plan`. The keys are written beside it
+    (``OUT/.karwai-tasks/keys``), so that any machine that sees ``out`` can run
+    any task.
 
     Returns
     -------
@@ -243,31 +286,182 @@ def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, ke
     """
     if settings is None:
         settings = JobSettings()
-    if not isinstance(settings, JobSettings):
-        raise ValueError("settings must be a JobSettings")
-    _cache_limit_bytes(cache_limit_mb)
-    return _plan_job(frames, keys, out=out, masks=masks, settings=settings, cache_dir=cache_dir,
-                     keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)[0]
+    elif not isinstance(settings, JobSettings):
+        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    out = as_path("out", out)
+    cache = as_path("cache_dir", cache_dir) if cache_dir is not None else out / CACHE_NAME
+    masks = as_path("masks", masks) if masks is not None else None
+    if not isinstance(keep_cache, (bool, np.bool_)):
+        raise ParameterTypeError(f"keep_cache must be True or False, got {type(keep_cache).__name__}")
+    max_bytes = _cache_limit_bytes(cache_limit_mb)
+    source, opened = _open_source(frames)
+    try:
+        return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=None, cancel=None,
+                          cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes, t_start=None,
+                          dask=None, plan_only=True)
+    finally:
+        if opened:
+            source.close()
 
 
-def _plan_job(frames, keys, *, out, masks, settings, cache_dir, keep_cache, cache_limit_mb):
-    from .plan import make_plan
+def _open_source(frames):
+    """``(source, opened_here)`` for a path or a frame source."""
+    if hasattr(frames, "frame_numbers") and hasattr(frames, "read") and hasattr(frames, "name_for"):
+        return frames, False
+    if isinstance(frames, (str, os.PathLike)):
+        return open_frames(as_path("frames", frames)), True
+    raise ParameterTypeError(
+        f"frames must be a folder or video path, or a source from open_frames, got {type(frames).__name__}")
 
-    source = frames if hasattr(frames, "frame_numbers") else open_frames(frames)
-    source_path = Path(getattr(source, "path", frames)) if not hasattr(frames, "frame_numbers") else None
+
+def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, keep_cache, max_bytes, t_start,
+               dask, plan_only=False):
     source.validate()
-    out = check_output_dir(out, source_path)
     h, w = source.size
-    key_styles = _load_keys(keys, source, settings.key_fit)
+    key_styles, key_files = _load_keys(keys, source, settings.key_fit)
     mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
-    remove_stale_temp_files(out)
-    plan = make_plan(source, key_styles, out=out, settings=settings, masks=masks, cache_dir=cache_dir,
-                     keep_cache=keep_cache, cache_limit_mb=cache_limit_mb)
-    return plan, source, mask_source
+
+    # What the job reads against what it writes, before anything is written.
+    check_clashes(_reads(source, key_files, mask_source),
+                  [("the output folder", out, True), ("the cache folder", cache, not cache.exists()),
+                   ("the flow cache", cache / "flow", True), ("the pass states", cache / "work", True)])
+    for folder in (cache / "flow", cache / "work"):
+        real_out, real_folder = Path(os.path.realpath(out)), Path(os.path.realpath(folder))
+        if real_out == real_folder or real_folder in real_out.parents:
+            raise FrameError(f"{out}: the output folder may not be in the cache folder {folder}; "
+                             "choose another output or cache folder")
+    if cache == out / CACHE_NAME:
+        own_folder(cache, "the cache folder", adopt=_OWN_CACHE_NAMES, check_only=True)
+    elif os.path.lexists(cache) and not cache.is_dir():
+        raise FrameError(f"{cache}: the cache folder must be a folder, and this path exists and is not one")
+    own_folder(cache / "flow", "the flow cache", adopt=_OWN_FLOW_NAMES, check_only=True)
+    own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES, check_only=True)
+    if out.exists():
+        _Record.load(out / RECORD_NAME)  # a damaged record is refused before anything is written
+        for n in source.frame_numbers:
+            path = out / source.name_for(n)
+            if os.path.lexists(path) and not os.path.islink(path) and not path.is_file():
+                raise FrameError(f"{path}: an output frame's name is taken by a folder or special file; "
+                                 "move it away or choose another output folder")
+
+    # Fingerprints of everything that determines each output frame.
+    identity = _source_identity(source)
+    mask_ids = _mask_identity(mask_source, source.frame_numbers)
+    key_hashes = {n: hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
+                  for n, img in key_styles.items()}
+    job_fp = _hash("engine", __version__, RESULT_FORMAT, settings.fingerprint())
+
+    def inputs_of(n):
+        return f"{n}:{identity[n]}:{mask_ids.get(n, '')}"
+
+    spans = plan_spans(source.frame_numbers, key_styles)
+    span_fps = {span.name: _hash(span.name, job_fp, key_hashes.get(span.key_a, ""), key_hashes.get(span.key_b, ""),
+                                 *(inputs_of(k) for k in (span.key_a, span.key_b) if k is not None),
+                                 *(inputs_of(n) for n in span.frames))
+                for span in spans}
+    key_fps = {n: _hash("key", job_fp, key_hashes[n], inputs_of(n)) for n in key_styles}
+
+    out = check_output_dir(out)
+    with FolderLock(out):
+        record = _Record.load(out / RECORD_NAME)
+        remove_stale_temp_files(out)
+        names = {n: source.name_for(n) for n in source.frame_numbers}
+        _remove_stale_outputs(out, record, set(names.values()))
+        if cache == out / CACHE_NAME:
+            own_folder(cache, "the cache folder", adopt=_OWN_CACHE_NAMES)
+        elif not cache.exists():
+            own_folder(cache, "the cache folder")  # made here, so removed here once empty
+        flow_cache = FlowCache(own_folder(cache / "flow", "the flow cache"), params=settings.flow_params,
+                               max_bytes=max_bytes)
+        work_root = own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES)
+        work_prefix = hashlib.sha256(str(Path(os.path.realpath(out))).encode()).hexdigest()[:12]
+        from .plan import KEY_FILES, TaskEnv, make_plan, run_plan
+
+        plan = make_plan(source, key_styles, out=out, settings=settings, masks=masks, cache_dir=cache,
+                         keep_cache=keep_cache,
+                         cache_limit_mb=None if max_bytes is None else max_bytes / float(1 << 20),
+                         fingerprints=_Fingerprints(identity=identity, masks=mask_ids, key_hashes=key_hashes,
+                                                    spans=span_fps, keys=key_fps,
+                                                    work=lambda fp: work_root / f"{work_prefix}-{fp[:24]}"),
+                         key_dir=None if plan_only or dask is not None else cache / "keys")
+        if plan_only:
+            return plan
+        if dask is not None:
+            from .farm import run_plan_dask
+
+            computed, skipped = run_plan_dask(plan, dask, progress=progress, cancel=cancel)
+            record = _Record.load(out / RECORD_NAME)  # the end task wrote the frames the farm made
+        else:
+            env = TaskEnv(plan, source=source, progress=progress, cancel=cancel, record=record, names=names,
+                          masks=mask_source, flow_cache=flow_cache)
+
+            def after_task(task):
+                if task["kind"] == "finish":
+                    record.spans[task["span"]] = task["fingerprint"]
+                    record.save()
+
+            computed, skipped = run_plan(plan, env=env, skip_flow=max_bytes == 0, after_task=after_task)
+        record.settings = settings.as_dict()
+        record.save()
+        # This job's pass states of earlier runs (other keys or frames), never another job's.
+        for entry in sorted(work_root.glob(f"{work_prefix}-*")):
+            if not remove_owned(entry, _WORK_FILES) and not is_owned(entry):
+                try:
+                    entry.rmdir()  # empty, its marker removed by a kill just before the folder
+                except OSError:
+                    pass
+        # Removed once no other job's pass states are in them (several jobs may share a cache).
+        remove_owned(work_root, _WORK_FILES, recurse=False)
+        if not keep_cache:
+            flow_cache.clear()
+            remove_owned(cache / "keys", KEY_FILES)
+            remove_owned(cache, _WORK_FILES, recurse=False)  # only a cache folder the job made
+    paths = [out / names[n] for n in source.frame_numbers]
+    return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
+                           seconds=time.perf_counter() - t_start)
+
+
+def _reads(source, key_files, mask_source):
+    """``(what, path, is_folder)`` of every file and folder the job reads."""
+    reads = []
+    path = getattr(source, "path", None)
+    path_for = getattr(source, "path_for", None)
+    if path is not None:
+        folder = os.path.isdir(path)
+        reads.append(("the source folder" if folder else "the source video", path, folder))
+    if path_for is not None:
+        reads += [(f"source frame {n}", path_for(n), False) for n in source.frame_numbers]
+    reads += [(f"the key for frame {n}", p, False) for n, p in key_files.items()]
+    if mask_source is not None:
+        folder = os.path.isdir(mask_source.path)
+        reads.append(("the mask folder" if folder else "the mask", mask_source.path, folder))
+        reads += [(f"the mask of frame {n}", p, False) for n, p in mask_source.files().items()]
+    return reads
+
+
+def _remove_stale_outputs(out, record, current):
+    """Remove the outputs of frames no longer in the clip, when their bytes are the job's."""
+    stale = [name for name in record.frames if name not in current]
+    if not stale:
+        return
+    for name in stale:
+        entry = record.frames.pop(name)
+        path = out / name
+        try:
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            if file_digest(path) in (entry["sha256"], entry.get("before")):
+                os.unlink(path)
+        except (OSError, FrameError):
+            continue
+    record.save()
 
 
 class _Context:
-    def __init__(self, *, source, flow_cache, settings, keys, masks, out, cancel, progress, total):
+    def __init__(self, *, source, flow_cache, settings, keys, masks, out, cancel, progress, total, record,
+                 names):
+        self.record = record
+        self.names = names
         self.source = source
         self.flow_cache = flow_cache
         self.settings = settings
@@ -287,10 +481,16 @@ class _Context:
         if self.progress is not None:
             self.progress(self.done, self.total, message)
 
-    def write_output(self, n, image):
+    def write_output(self, n, image, fp):
+        """Write frame ``n``'s output, recording its fingerprint and digest first (write-ahead)."""
         if self.masks is not None:
             image = apply_mask(image[:, :, :3], self.masks.read(n))
-        write_frame_atomic(self.out / self.source.name_for(n), image)
+        path = self.out / self.names[n]
+        data = encode_image(path, image)
+        if self.record is not None:  # a farm's tasks keep their outputs' digests in their task records
+            self.record.note_frame(self.names[n], fp, hashlib.sha256(data).hexdigest())
+            self.record.save()
+        write_bytes_atomic(path, data)
 
     def flows(self, n, prev):
         """Flow from frame ``n`` to ``prev`` and back (one cache entry per ordered pair)."""
@@ -347,14 +547,48 @@ def run_pass(ctx, span, direction, work):
     ``work`` (``fwd_N.npz``, ``bwd_N.npz``) for :func:`finish_span` to blend,
     so the two passes are independent of each other and may run at the same
     time on different machines. A span with one key has one pass, whose images
-    go straight to ``pass_N.npz``. Returns the number of frames synthesized
-    (a resumed pass continues from its state file).
+    go straight to ``pass_N.npz``. A pass resumes from its state file; a damaged
+    state or result is recomputed from the key, with a warning naming the file.
+    Returns the number of frames synthesized.
     """
     key = span.key_a if direction == "fwd" else span.key_b
     order = list(span.frames) if direction == "fwd" else list(reversed(span.frames))
     between = span.kind == "between"
-    return _single_pass(ctx, _Pass(ctx, key), order, work, work / f"{direction}_state.npz",
-                        prefix=direction if between else "pass", keep_error=between)
+    prefix = direction if between else "pass"
+    state_path = work / f"{direction}_state.npz"
+    one_pass = _Pass(ctx, key)
+    done = ctx.done
+    for attempt in range(2):
+        try:
+            return _single_pass(ctx, one_pass, order, work, state_path, prefix=prefix, keep_error=between)
+        except _DamagedState as exc:
+            if attempt:
+                raise FrameError(f"{exc.path}: pass state damaged again right after being written "
+                                 f"({exc.why}); check the disk") from None
+            warnings.warn(f"{exc.path}: damaged pass state ({exc.why}); recomputing the "
+                          f"{'forward' if direction == 'fwd' else 'backward'} pass of {span.name}", stacklevel=2)
+            for path in [state_path] + [work / f"{prefix}_{n}.npz" for n in order]:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            ctx.done = done
+
+
+def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error):
+    state = _load_state(state_path, order) or one_pass.initial_state()
+    start = 0 if state["n"] == one_pass.key_number else order.index(state["n"]) + 1
+    for n in order[:start]:
+        _load_sealed(work / f"{prefix}_{n}.npz")  # what the resume keeps must be intact
+    ctx.done += start
+    for n in order[start:]:
+        result, state, _ = one_pass.step(state, n)
+        arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
+        _save(work / f"{prefix}_{n}.npz", **arrays)
+        _save(state_path, **state)
+        ctx.done += 1
+        ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
+    return len(order) - start
 
 
 def _blend_span(ctx, span, work):
@@ -366,10 +600,9 @@ def _blend_span(ctx, span, work):
     lo, hi = span.key_a, span.key_b
     for n in reversed(span.frames):
         ctx.check_cancel()
-        with np.load(work / f"fwd_{n}.npz") as f:
-            fwd_image, fwd_error = f["image"], f["error"]
-        with np.load(work / f"bwd_{n}.npz") as b:
-            bwd_image, bwd_error = b["image"], b["error"]
+        f = _load_sealed(work / f"fwd_{n}.npz")
+        b = _load_sealed(work / f"bwd_{n}.npz")
+        fwd_image, fwd_error, bwd_image, bwd_error = f["image"], f["error"], b["image"], b["error"]
         position = (n - lo) / float(hi - lo)
         if ctx.settings.blend == "crossfade":
             blended = blend.crossfade(fwd_image, bwd_image, position)
@@ -384,21 +617,7 @@ def _blend_span(ctx, span, work):
         previous = n
 
 
-def _single_pass(ctx, one_pass, order, work, state_path, *, prefix="pass", keep_error=False):
-    state = _load_state(state_path, order) or one_pass.initial_state()
-    start = 0 if state["n"] == one_pass.key_number else order.index(state["n"]) + 1
-    ctx.done += start
-    for n in order[start:]:
-        result, state, _ = one_pass.step(state, n)
-        arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
-        _save(work / f"{prefix}_{n}.npz", **arrays)
-        _save(state_path, **state)
-        ctx.done += 1
-        ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
-    return len(order) - start
-
-
-def finish_span(ctx, span, work):
+def finish_span(ctx, span, work, fp):
     """Blend the passes (between keys), smooth along the flow both ways, restore detail, write the frames.
 
     The recursive filter starts from the key at each end of the span that has
@@ -414,8 +633,7 @@ def finish_span(ctx, span, work):
     frames = list(span.frames)
 
     def pass_image(n):
-        with np.load(work / f"pass_{n}.npz") as data:
-            return data["image"]
+        return _load_sealed(work / f"pass_{n}.npz")["image"]
 
     def smooth(n, image, neighbour, neighbour_image):
         if neighbour is None or strength == 0.0:
@@ -440,8 +658,7 @@ def finish_span(ctx, span, work):
         ctx.check_cancel()
         following = smooth(n, pass_image(n), neighbour, following)
         neighbour = n
-        with np.load(work / f"smooth_{n}.npz") as data:
-            image = (data["image"].astype(np.float32) + following) * np.float32(0.5)
+        image = (_load_sealed(work / f"smooth_{n}.npz")["image"].astype(np.float32) + following) * np.float32(0.5)
         if ratios:
             if len(ratios) == 2:
                 t = (n - span.key_a) / float(span.key_b - span.key_a)
@@ -449,7 +666,7 @@ def finish_span(ctx, span, work):
             else:
                 (ratio,) = ratios.values()
             image = refine.restore_detail(image, ctx.source.read(n), ratio)
-        ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8))
+        ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8), fp)
         ctx.report(f"frame {n}: finished")
 
 
@@ -490,65 +707,97 @@ def _hash(*parts):
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
 
 
+class _DamagedState(Exception):
+    """A pass-state file whose checksum or content is wrong: the span is recomputed."""
+
+    def __init__(self, path, why):
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.why = why
+
+
 def _save(path, **arrays):
+    """Write arrays as an ``.npz`` followed by a checksum (:func:`engine.safety.seal`)."""
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-    write_bytes_atomic(path, buffer.getbuffer())
+    write_bytes_atomic(path, seal(buffer.getbuffer(), context=_state_context(path)))
+
+
+def _state_context(path):
+    """A pass-state file's checksum covers its span folder and name: another span's file does not pass."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
+
+
+def _load_sealed(path):
+    """The arrays :func:`_save` wrote, or :class:`_DamagedState` when they are missing or damaged."""
+    try:
+        raw = read_regular_file(path, what="pass state")
+    except FrameError as exc:
+        raise _DamagedState(path, str(exc).split(": ", 1)[-1]) from None
+    payload = unseal(raw, context=_state_context(path))
+    if payload is None:
+        raise _DamagedState(path, "checksum mismatch: truncated, empty, changed or another span's")
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - a sealed file that numpy cannot read is damaged too
+        raise _DamagedState(path, f"unreadable ({type(exc).__name__})") from None
 
 
 def _load_state(path, frames):
-    """A pass's saved state, or None when there is none usable."""
-    if not path.exists():
+    """A pass's saved state, None when there is none; :class:`_DamagedState` when it is damaged."""
+    if not os.path.lexists(path):
         return None
+    state = _load_sealed(path)
     try:
-        with np.load(path) as data:
-            state = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
-        return None
-    state["n"] = int(state["n"])
+        state["n"] = int(state["n"])
+    except (KeyError, TypeError, ValueError):
+        raise _DamagedState(path, "no frame number in it") from None
     if state["n"] not in frames:
         return None
     return state
 
 
-def _path_identity(path):
-    """One string that changes when the file, or any file in the folder, does (for the masks)."""
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    entries = []
-    for file in files:
-        st = file.stat()
-        entries.append(f"{file.name}:{st.st_size}:{st.st_mtime_ns}")
-    return _hash(*entries)
-
-
 def _source_identity(source, numbers=None):
-    """Per-frame identity of the source files (of ``numbers``, default all), so a changed frame
-    invalidates its span."""
-    identity = {}
+    """Per-frame digest of what the source holds (of ``numbers``, default all), so a changed frame
+    invalidates its spans.
+
+    Frame files and videos are hashed byte for byte (a size and time stamp
+    would miss an edit that keeps both); a source without files, by its pixels.
+    """
     numbers = source.frame_numbers if numbers is None else numbers
     path_for = getattr(source, "path_for", None)
+    path = getattr(source, "path", None)
     if path_for is not None:
-        for n in numbers:
-            st = os.stat(path_for(n))
-            identity[n] = f"{path_for(n).name}:{st.st_size}:{st.st_mtime_ns}"
-    else:
-        st = os.stat(source.path)
-        for n in numbers:
-            identity[n] = f"{Path(source.path).name}:{st.st_size}:{st.st_mtime_ns}:{n}"
-    return identity
+        return {n: f"{path_for(n).name}:{file_digest(path_for(n), what='frame')}" for n in numbers}
+    if path is not None and os.path.isfile(path):
+        whole = file_digest(path, what="video")
+        return {n: f"{whole}:{n}" for n in numbers}
+    return {n: hashlib.sha256(np.ascontiguousarray(source.read(n)).tobytes()).hexdigest() for n in numbers}
+
+
+def _mask_identity(mask_source, frame_numbers):
+    """Per-frame digest of the mask files (empty without masks)."""
+    if mask_source is None:
+        return {}
+    files = mask_source.files() or {n: mask_source.path for n in frame_numbers}
+    digests = {p: file_digest(p, what="mask") for p in set(files.values())}
+    return {n: digests[files[n]] for n in frame_numbers if n in files}
 
 
 def _load_keys(keys, source, key_fit):
+    """``(styles, files)``: the fitted key images, and the files they were read from."""
     if not isinstance(keys, dict):
-        raise ValueError("keys must be a dict {frame_number: image or path}")
+        raise ParameterTypeError(f"keys must be a dict {{frame_number: image or path}}, got {type(keys).__name__}")
     if not keys:
         raise ValueError("keys: at least one keyframe is needed")
     h, w = source.size
     styles = {}
+    files = {}
     for n, key in keys.items():
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise ValueError(f"keys: frame number {n!r} is not an integer")
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise ParameterTypeError(f"keys: frame number {n!r} is not an integer")
         n = int(n)
         if n not in source:
             if source.first < n < source.last:
@@ -557,12 +806,13 @@ def _load_keys(keys, source, key_fit):
             raise ValueError(f"keys: frame {n} is outside the clip (frames {source.first}..{source.last})")
         if isinstance(key, (str, os.PathLike)):
             what = str(key)
+            files[n] = as_path(f"keys[{n}]", key)
             image = read_image(key, alpha=True)
         elif isinstance(key, np.ndarray):
             what = f"key for frame {n}"
             image = key
         else:
-            raise ValueError(f"keys[{n}] must be an image array or a path, got {type(key).__name__}")
+            raise ParameterTypeError(f"keys[{n}] must be an image array or a path, got {type(key).__name__}")
         styles[n] = _fit_key(image, (h, w), key_fit, what)
     # One channel layout for all keys: RGBA if any key carries transparency.
     if any(s.shape[2] == 4 and (s[:, :, 3] < 255).any() for s in styles.values()):
@@ -570,7 +820,7 @@ def _load_keys(keys, source, key_fit):
                   for n, s in styles.items()}
     else:
         styles = {n: np.ascontiguousarray(s[:, :, :3]) for n, s in styles.items()}
-    return dict(sorted(styles.items()))
+    return dict(sorted(styles.items())), files
 
 
 def _fit_key(image, hw, key_fit, what):
@@ -594,12 +844,12 @@ def _fit_key(image, hw, key_fit, what):
             f"{what}: keyframe is {kw}x{kh} but the frames are {w}x{h}, a different aspect ratio; "
             f"set key_fit to 'crop' or 'pad' to fit it anyway")
     if aspect_error <= 0.01:
-        warnings.warn(f"{what}: keyframe is {kw}x{kh}, resized to the frames' {w}x{h}", stacklevel=3)
+        warnings.warn(f"{what}: keyframe is {kw}x{kh}, resized to the frames' {w}x{h}", stacklevel=5)
         interp = cv2.INTER_AREA if kw > w else cv2.INTER_CUBIC
         return cv2.resize(image, (w, h), interpolation=interp)
     from ..stylizers.painted import fit_image
 
-    warnings.warn(f"{what}: keyframe is {kw}x{kh}, fitted to {w}x{h} by {key_fit}", stacklevel=3)
+    warnings.warn(f"{what}: keyframe is {kw}x{kh}, fitted to {w}x{h} by {key_fit}", stacklevel=5)
     rgb = image[:, :, :3].astype(np.float32)
     alpha = image[:, :, 3].astype(np.float32) if image.shape[2] == 4 else None
     fitted, coverage = fit_image(rgb, alpha, (h, w), fit=key_fit)[:2]
@@ -610,20 +860,82 @@ def _fit_key(image, hw, key_fit, what):
 
 
 class _Record:
-    """The job record beside the output: settings and finished-span fingerprints."""
+    """The job record beside the output: finished spans, and every output frame's fingerprint.
 
-    def __init__(self, path):
-        self.path = path
-        self.spans = {}
-        self.settings = None
-        if path.exists():
-            try:
-                data = json.loads(path.read_text())
-                self.spans = dict(data.get("spans", {}))
-                self.settings = data.get("settings")
-            except (OSError, ValueError):
-                self.spans = {}
+    ``frames`` maps an output file name to ``{"fp", "sha256", "before"}``: the
+    fingerprint of what made it, the digest of the bytes written, and the digest
+    of the bytes it replaced (the job's too, should a kill land between the
+    record and the file). A frame is finished when its fingerprint matches and
+    the file holds those bytes; a file is the job's when its digest is one of them.
+    Entries are written before their file (write-ahead), so no output the job
+    wrote is ever unknown to it.
+    """
+
+    FORMAT = 2
+
+    def __init__(self, path, spans=None, frames=None, settings=None):
+        self.path = Path(path)
+        self.spans = spans or {}
+        self.frames = frames or {}
+        self.settings = settings
+
+    @classmethod
+    def load(cls, path):
+        """The record at ``path`` (empty when there is none); ``FrameError`` naming it when damaged."""
+        path = Path(path)
+        if not os.path.lexists(path):
+            return cls(path)
+
+        def damaged(why):
+            return FrameError(f"{path}: damaged job record ({why}); remove this file to start the job afresh "
+                              "(outputs are then recomputed)")
+        try:
+            data = json.loads(read_regular_file(path, what="job record").decode("utf-8"))
+        except FrameError as exc:
+            raise damaged(str(exc).split(": ", 1)[-1]) from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise damaged(f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise damaged(f"a JSON {type(data).__name__} where an object was expected")
+        spans = data.get("spans", {})
+        frames = data.get("frames", {})
+        settings = data.get("settings")
+        if not isinstance(spans, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in spans.items()):
+            raise damaged("'spans' is not an object of fingerprints")
+        if data.get("format", 1) == 1 and "frames" not in data:
+            frames = {}  # an earlier version's record: no output is known to be finished
+        ok = isinstance(frames, dict) and all(
+            isinstance(name, str) and isinstance(e, dict) and isinstance(e.get("fp"), str)
+            and isinstance(e.get("sha256"), str) and isinstance(e.get("before"), (str, type(None)))
+            for name, e in frames.items())
+        if not ok:
+            raise damaged("'frames' is not an object of frame entries")
+        if settings is not None and not isinstance(settings, dict):
+            raise damaged("'settings' is not an object")
+        if any(Path(name).name != name or name.startswith(".") for name in frames):
+            raise damaged("a frame entry names a path, not a file in the output folder")
+        return cls(path, spans=dict(spans), frames=dict(frames), settings=settings)
+
+    def note_frame(self, name, fp, sha256):
+        old = self.frames.get(name)
+        before = old["sha256"] if old is not None else None
+        self.frames[name] = {"fp": fp, "sha256": sha256, "before": before if before != sha256 else None}
+
+    def finished(self, out, name, fp):
+        """True when ``out/name`` holds the bytes recorded for fingerprint ``fp``."""
+        entry = self.frames.get(name)
+        if entry is None or entry["fp"] != fp:
+            return False
+        path = Path(out) / name
+        try:
+            if os.path.islink(path) or not os.path.isfile(path):
+                return False
+            return file_digest(path) == entry["sha256"]
+        except (OSError, FrameError):
+            return False
 
     def save(self):
-        blob = json.dumps({"format": 1, "settings": self.settings, "spans": self.spans}, indent=1)
+        blob = json.dumps({"format": self.FORMAT, "engine": __version__, "settings": self.settings,
+                           "spans": self.spans, "frames": self.frames}, indent=1)
         write_bytes_atomic(self.path, blob.encode())

@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-import shutil
+import re
 import socket
 import threading
 import time
@@ -43,6 +43,7 @@ from ..frames import FrameError, open_frames, read_image, remove_stale_temp_file
     write_frame_atomic
 from ..flow import FlowCache
 from ..guides import GuideWeights, open_masks
+from ..safety import own_folder
 from .settings import ALGORITHM_VERSION, JobSettings
 
 __all__ = ["PLAN_NAME", "TASKS_DIR", "PlanError", "Plan", "TaskEnv", "make_plan", "load_plan", "run_task",
@@ -168,42 +169,49 @@ def task_graph(frame_numbers, key_numbers):
     return tasks
 
 
-def make_plan(source, key_styles, *, out, settings, masks=None, mask_source=None, cache_dir=None,
-              keep_cache=False, cache_limit_mb=None, write=True):
+#: The key images a plan writes (``key-N-DIGEST.png``).
+KEY_FILES = re.compile(r"key--?[0-9]+-[0-9a-f]{16}\.png")
+
+
+def make_plan(source, key_styles, *, out, settings, fingerprints, masks=None, cache_dir=None,
+              keep_cache=False, cache_limit_mb=None, write=True, key_dir=None):
     """Split a checked job into tasks; write the keys and (when ``write``) the plan file.
 
     ``source`` is an opened, validated frame source; ``key_styles`` the fitted
-    keys (``{n: uint8 array}``); ``out`` the checked output folder. Returns a
-    :class:`Plan`.
+    keys (``{n: uint8 array}``); ``out`` the checked output folder;
+    ``fingerprints`` what :func:`engine.propagation.job.propagate` computed
+    about the inputs (one source of truth for what decides each output).
+    Returns a :class:`Plan`.
     """
-    from .job import CACHE_NAME, _path_identity, _source_identity, plan_spans
+    from .job import CACHE_NAME, plan_spans
 
     out = Path(out)
     plan_path = out / PLAN_NAME
     cache = Path(cache_dir) if cache_dir is not None else out / CACHE_NAME
-    identity = _source_identity(source)
+    identity = fingerprints.identity
     source_path = getattr(source, "path", None)
-    # The keys live beside the task records, not in the cache: a re-submitted job
-    # that must redo a span needs them after the cache of a finished job is gone.
-    key_dir = out / TASKS_DIR / "keys"
-    key_dir.mkdir(parents=True, exist_ok=True)
+    # For a farm the keys live beside the task records, not in the cache: a
+    # re-submitted job that must redo a span needs them after the cache of a
+    # finished job is gone. A job run here passes its cache (it writes them anew
+    # each run).
+    key_dir = own_folder(key_dir if key_dir is not None else out / TASKS_DIR / "keys", "the plan's keys",
+                         adopt=KEY_FILES)
     keys = {}
     key_hashes = {}
     for n, image in key_styles.items():
-        key_hashes[n] = hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()
+        key_hashes[n] = fingerprints.key_hashes[n]
         path = key_dir / f"key-{n}-{key_hashes[n][:16]}.png"
         if not path.exists() or _png_hash(path) != key_hashes[n]:
             write_frame_atomic(path, image)
         keys[str(n)] = {"file": _rel(path, out), "sha256": key_hashes[n]}
     wanted = {Path(entry["file"]).name for entry in keys.values()}
-    for old in key_dir.glob("key-*-*.png"):  # keys of an earlier plan of this job, written by it
-        if old.name not in wanted:
+    for old in key_dir.iterdir():  # keys of an earlier plan of this job, written by it
+        if KEY_FILES.fullmatch(old.name) and old.name not in wanted:
             try:
                 old.unlink()
             except OSError:
                 pass
-    mask_identity = _path_identity(masks) if masks else None
-    job_fp = _hash(settings.fingerprint(), mask_identity or "no masks")
+    mask_identity = {str(n): d for n, d in fingerprints.masks.items()} if masks else None
     flow_key = settings.flow_params.cache_key()
 
     def frame_ids(numbers):
@@ -221,7 +229,7 @@ def make_plan(source, key_styles, *, out, settings, masks=None, mask_source=None
         if task["kind"] == "key":
             n = task["key"]
             task.update(inputs=[keys[str(n)]["file"]], outputs=[source.name_for(n)],
-                        fingerprint=_hash("key", job_fp, key_hashes[n], identity.get(n, "")))
+                        fingerprint=fingerprints.keys[n])
             continue
         if task["kind"] == "end":
             task.update(inputs=[], outputs=[],
@@ -229,9 +237,8 @@ def make_plan(source, key_styles, *, out, settings, masks=None, mask_source=None
             continue
         span = spans[task["span"]]
         chain = _chain(span)
-        span_fp = _hash(span.name, job_fp, key_hashes.get(span.key_a, ""), key_hashes.get(span.key_b, ""),
-                        *frame_ids(chain))
-        work = _rel(cache / "work" / span_fp[:24], out)
+        span_fp = fingerprints.spans[span.name]
+        work = _rel(fingerprints.work(span_fp), out)
         sources = [_rel(source.path_for(n), out) for n in chain] if hasattr(source, "path_for") else \
             [_rel(source_path, out)]
         task["work"] = work
@@ -352,7 +359,8 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 class TaskLock:
     """An OS lock on one task, held while it runs; a second run of the task waits for the first.
 
-    ``fcntl.flock`` (``msvcrt.locking`` on Windows) on ``OUT/.karwai-tasks/TASK.lock``:
+    The OS lock of :class:`engine.safety.FolderLock` (``flock``, ``msvcrt.locking``
+    on Windows) on ``OUT/.karwai-tasks/TASK.lock``, waited for instead of refused:
     the OS drops it when the holder dies, so a killed worker never leaves the task
     locked. Threads of one process are kept apart by a lock of their own, since
     some file systems give one process one lock.
@@ -393,37 +401,26 @@ class TaskLock:
             self._thread_lock.release()
 
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
+def _try_lock(fd):
+    from ..safety import _try_lock as try_os_lock  # the primitive under engine.safety.FolderLock
 
-    def _try_lock(fd):
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
+    return try_os_lock(fd)
 
-    def _lock(fd):
-        while not _try_lock(fd):
-            time.sleep(0.2)
 
-    def _unlock(fd):
+def _lock(fd):
+    while not _try_lock(fd):
+        time.sleep(0.2)
+
+
+def _unlock(fd):
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
         os.lseek(fd, 0, 0)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-else:
-    import fcntl
+    else:
+        import fcntl
 
-    def _try_lock(fd):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _lock(fd):
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock(fd):
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
@@ -480,7 +477,8 @@ def _write_marker(plan, task, outputs, seconds):
 class TaskEnv:
     """What tasks of one plan share in one process: the source, keys, masks and flow cache."""
 
-    def __init__(self, plan, *, source=None, progress=None, cancel=None, total=None):
+    def __init__(self, plan, *, source=None, progress=None, cancel=None, total=None, record=None, names=None,
+                 masks=None, flow_cache=None):
         from .job import _Context
 
         data = plan.data
@@ -500,19 +498,22 @@ class TaskEnv:
             raise PlanError(f"{getattr(source, 'path', 'the source')}: the frames differ from those the plan "
                             f"was made for (field source); make the plan again")
         settings = plan.settings
-        masks = None
-        if data["masks"] is not None:
+        if masks is None and data["masks"] is not None:
             mask_path = plan.resolve(data["masks"]["path"])
             if not mask_path.exists():
                 raise PlanError(f"{mask_path}: masks not found on this machine (field masks of {plan.path})")
             masks = open_masks(mask_path, size=source.size, frame_numbers=source.frame_numbers)
-        limit = data["options"]["cache_limit_mb"]
-        flow_cache = FlowCache(plan.cache / "flow", params=settings.flow_params,
-                               max_bytes=None if limit is None else int(float(limit) * (1 << 20)))
+        if flow_cache is None:
+            limit = data["options"]["cache_limit_mb"]
+            flow_cache = FlowCache(plan.cache / "flow", params=settings.flow_params,
+                                   max_bytes=None if limit is None else int(float(limit) * (1 << 20)))
+        if names is None:
+            names = {n: source.name_for(n) for n in source.frame_numbers}
         if total is None:
             total = sum(t["units"].get("pass", 0) for t in plan.tasks)
         self.ctx = _Context(source=source, flow_cache=flow_cache, settings=settings, keys=_LazyKeys(plan),
-                            masks=masks, out=plan.out, cancel=cancel, progress=progress, total=total)
+                            masks=masks, out=plan.out, cancel=cancel, progress=progress, total=total,
+                            record=record, names=names)
         self._checked_frames = set()
 
     def check_sources(self, numbers):
@@ -631,7 +632,7 @@ def _finished_elsewhere(plan, dep):
 def _run_key(plan, task, env):
     n = task["key"]
     env.check_sources([n])
-    env.ctx.write_output(n, env.ctx.keys[n])
+    env.ctx.write_output(n, env.ctx.keys[n], task["fingerprint"])
     name = task["outputs"][0]
     return 0, {name: _file_sha256(plan.out / name)}
 
@@ -646,8 +647,10 @@ def _run_flow(plan, task, env):
 
 
 def _work_dir(plan, task):
-    work = plan.resolve(task["work"])
-    work.mkdir(parents=True, exist_ok=True)
+    from ..safety import own_folder
+    from .job import _WORK_FILES
+
+    work = own_folder(plan.resolve(task["work"]), f"the pass states of {task['span']}", adopt=_WORK_FILES)
     remove_stale_temp_files(work)
     return work
 
@@ -666,8 +669,13 @@ def _chain(span):
     return [n for n in (span.key_a, *span.frames, span.key_b) if n is not None]
 
 
+class PassDamaged(PlanError):
+    """A finish found one of its span's pass results damaged (and removed it)."""
+
+
 def _run_finish(plan, task, env):
-    from .job import finish_span
+    from ..safety import remove_owned
+    from .job import _WORK_FILES, _DamagedState, finish_span
 
     span = _span_of(task)
     env.check_sources(_chain(span))
@@ -675,13 +683,21 @@ def _run_finish(plan, task, env):
     prefixes = ("fwd", "bwd") if span.kind == "between" else ("pass",)
     for name in (f"{prefix}_{n}.npz" for prefix in prefixes for n in span.frames):
         if not (work / name).exists():
-            raise PlanError(f"{work / name}: a pass result is missing; run the span's pass tasks again "
-                            f"(re-submitting the job does)")
-    finish_span(env.ctx, span, work)
+            raise PassDamaged(f"{work / name}: a pass result is missing; run the span's pass tasks again "
+                              f"(re-submitting the job does)")
+    try:
+        finish_span(env.ctx, span, work, task["fingerprint"])
+    except _DamagedState as exc:
+        try:
+            os.unlink(exc.path)  # a pass result in the span's own folder: its pass is then not done
+        except OSError:
+            pass
+        raise PassDamaged(f"{exc.path}: damaged pass result ({exc.why}); it was removed, and running the "
+                          f"span's pass tasks again (re-submitting the job does) recomputes it") from None
     outputs = {name: _file_sha256(plan.out / name) for name in task["outputs"]}
     # The span's scratch files are no longer needed: its work folder (named by
-    # the span's fingerprint, made by this job) and, unless kept, its flow pairs.
-    shutil.rmtree(work, ignore_errors=True)
+    # the span's fingerprint, marked as made by this job) and, unless kept, its flow pairs.
+    remove_owned(work, _WORK_FILES)
     if not plan.data["options"]["keep_cache"]:
         flow_cache = env.ctx.flow_cache
         for a, b in zip(_chain(span), _chain(span)[1:]):
@@ -694,29 +710,30 @@ def _run_finish(plan, task, env):
 
 
 def _run_end(plan, task, env):
-    from .job import RECORD_NAME, _Record
+    from ..safety import remove_owned
+    from .job import RECORD_NAME, _WORK_FILES, _Record
 
-    record = _Record(plan.out / RECORD_NAME)
-    record.spans = {}
-    for t in plan.tasks:
-        if t["kind"] == "key" and task_is_done(plan, t):
-            record.spans[t["id"]] = t["fingerprint"]
-        elif t["kind"] == "finish" and task_is_done(plan, t):
-            record.spans[t["span"]] = t["fingerprint"]
-    record.settings = plan.data["settings"]
-    record.save()
-    cache = plan.cache
-    work_root = cache / "work"
-    try:
-        work_root.rmdir()  # only when empty: each span removed its own folder
-    except OSError:
-        pass
+    if env.ctx.record is None:
+        # On a farm: the job record beside the output learns the frames the tasks wrote
+        # (their digests are in the task records), so a later job owns them too.
+        record = _Record.load(plan.out / RECORD_NAME)
+        for t in plan.tasks:
+            if t["kind"] not in ("key", "finish") or not task_is_done(plan, t):
+                continue
+            marker = _read_marker(plan, t["id"])
+            for name, digest in marker["outputs"].items():
+                if record.frames.get(name, {}).get("sha256") != digest:
+                    record.note_frame(name, t["fingerprint"], digest)
+            if t["kind"] == "finish":
+                record.spans[t["span"]] = t["fingerprint"]
+        record.settings = plan.data["settings"]
+        record.save()
+    works = {plan.resolve(t["work"]).parent for t in plan.tasks if "work" in t}
+    for work_root in works:
+        remove_owned(work_root, _WORK_FILES, recurse=False)  # only when no span's folder is left
     if not plan.data["options"]["keep_cache"]:
         env.ctx.flow_cache.clear()
-        try:
-            cache.rmdir()  # only when empty: a user's --cache-dir may hold other files
-        except OSError:
-            pass
+        remove_owned(plan.cache, _WORK_FILES, recurse=False)  # only a cache folder the job made
     return 0, {}
 
 
@@ -741,7 +758,16 @@ def run_plan(plan, *, env=None, skip_flow=False, after_task=None):
         if task["kind"] == "finish" and not _needed(plan, task):
             skipped += len(task["frames"])
             env.ctx.report(f"kept {task['span']} from an earlier run")
-        n = run_task(plan, task["id"], env=env)
+        try:
+            n = run_task(plan, task["id"], env=env)
+        except PassDamaged as exc:
+            import warnings
+
+            warnings.warn(f"{exc}; recomputing {task['span']}", stacklevel=2)
+            for t in plan.tasks:
+                if t.get("span") == task["span"] and t["kind"] in ("fwd", "bwd"):
+                    run_task(plan, t["id"], env=env)
+            n = run_task(plan, task["id"], env=env)
         if task["kind"] in ("fwd", "bwd"):
             per_span[task["span"]] = max(per_span.get(task["span"], 0), n)
         if after_task is not None:

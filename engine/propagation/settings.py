@@ -70,7 +70,9 @@ class JobSettings:
         if self.quality not in QUALITY_PRESETS:
             raise ValueError(f"quality must be one of {', '.join(QUALITY_PRESETS)}, got {self.quality!r}")
         if not isinstance(self.weights, GuideWeights):
-            raise ValueError("weights must be a GuideWeights")
+            from ..safety import ParameterTypeError
+
+            raise ParameterTypeError(f"weights must be a GuideWeights, got {type(self.weights).__name__}")
         if self.blend not in BLEND_MODES:
             raise ValueError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
         if self.key_fit not in KEY_FITS:

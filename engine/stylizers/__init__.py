@@ -202,7 +202,8 @@ def stylize(frame, *, method, progress=None, cancel=None, **params):
     frame : numpy.ndarray
         ``HxWx3`` uint8 RGB. Also accepted: ``HxW`` grey, ``HxWx4`` RGBA (the
         alpha is ignored by all methods but ``"image"``), ``uint16`` and float
-        arrays in 0..255.
+        arrays in 0..255. A float array in 0..1 is refused (it would come out
+        black): multiply it by 255.
     method : {"neural", "deepdream", "painterly", "image"}
         See :func:`available_methods`.
     progress : callable, optional
@@ -221,6 +222,15 @@ def stylize(frame, *, method, progress=None, cancel=None, **params):
         ``HxWx3`` uint8 RGB of the frame's size (``HxWx4`` RGBA for
         ``"image"`` with an alpha picture and ``alpha="keep"``).
 
+    Raises
+    ------
+    TypeError (engine.safety.ParameterTypeError)
+        When ``frame`` (or an image parameter) is not a numpy array or path;
+        it is also a ``ValueError``.
+    ValueError
+        For an unknown method or parameter, a bad value (the message names the
+        parameter), or a float frame in 0..1.
+
     References
     ----------
     L. A. Gatys, A. S. Ecker, M. Bethge, "Image Style Transfer Using
@@ -229,6 +239,10 @@ def stylize(frame, *, method, progress=None, cancel=None, **params):
     M. Tyka, "Inceptionism: Going Deeper into Neural Networks", 2015.
     """
     fn = _function(method)
+    if not hasattr(frame, "dtype"):
+        from ..safety import ParameterTypeError
+
+        raise ParameterTypeError(f"frame must be a numpy array, got {type(frame).__name__}")
     check_callable("progress", progress)
     check_callable("cancel", cancel)
     known = method_params(method, filter=params.get("filter"))

@@ -117,7 +117,8 @@ def as_float_rgb(frame, *, name="frame"):
     frame : numpy.ndarray
         ``HxW`` (grey), ``HxWx1``, ``HxWx2`` (grey + alpha), ``HxWx3`` (RGB) or
         ``HxWx4`` (RGBA). ``uint8`` in 0..255, ``uint16`` in 0..65535 (scaled by
-        1/257) or floating point in 0..255 (clipped).
+        1/257) or floating point in 0..255 (clipped). A float image whose values
+        all lie in 0..1 (and are not all 0) is refused: as 0..255 it is black.
     name : str
         Used in error messages.
 
@@ -129,7 +130,9 @@ def as_float_rgb(frame, *, name="frame"):
         ``HxW`` float32 in 0..255 when the input had an alpha channel.
     """
     if not isinstance(frame, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(frame).__name__}")
+        from ..safety import ParameterTypeError
+
+        raise ParameterTypeError(f"{name} must be a numpy array, got {type(frame).__name__}")
     if frame.ndim == 2:
         frame = frame[:, :, None]
     if frame.ndim != 3 or frame.shape[2] not in (1, 2, 3, 4):
@@ -146,6 +149,12 @@ def as_float_rgb(frame, *, name="frame"):
         data = frame.astype(np.float32)
         if not np.all(np.isfinite(data)):
             raise ValueError(f"{name} contains NaN or infinite values")
+        peak = float(data.max())
+        if 0.0 < peak <= 1.0:
+            # The common mistake: a 0..1 float image, which as 0..255 is black.
+            raise ValueError(
+                f"{name} is a floating-point image with values in 0..1 (max {peak:.3g}); floats are read "
+                f"as 0..255, so this would be black: pass {name} * 255, or a uint8 array")
         data = np.clip(data, 0.0, 255.0)
     else:
         raise ValueError(
@@ -244,16 +253,25 @@ def read_image(path):
     """
     import cv2
 
+    from ..frames import FrameError, check_claimed_size, read_regular_file
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"image file not found: '{path}'")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
+    raw = read_regular_file(path, what="image")  # a FIFO or device is refused, not read forever
+    if not raw:
         raise ValueError(f"image file is empty: '{path}'")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    check_claimed_size(raw, len(raw), path)
+    data = np.frombuffer(raw, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
     if img is None:
         try:
             img = _read_with_pillow(path)
+        except FrameError:
+            raise
         except Exception as exc:
             raise ValueError(f"cannot read image '{path}': not a supported image ({exc})") from None
     else:
@@ -304,6 +322,8 @@ def load_image_rgb(image, *, name="image"):
         return as_float_rgb(img, name=name)
     if isinstance(image, np.ndarray):
         return as_float_rgb(image, name=name)
-    raise ValueError(
+    from ..safety import ParameterTypeError
+
+    raise ParameterTypeError(
         f"parameter '{name}' must be an image file path or a numpy array, got {type(image).__name__}"
     )
