@@ -1,7 +1,7 @@
 """Benchmark: the makespan simulation against measured Dask runs with 1 and 2 workers, and the film table.
 
     python build.py bench farm [--clip sam2_dog] [--frames 41] [--key-every 10] [--width 320]
-                               [--quality balanced] [--cores-per-worker 1]
+                               [--quality balanced] [--cores-per-worker 1] [--repeat 3]
                                [--film 65000] [--film-key-every 40] [--film-workers 64] [--no-film]
 
 1. Costs: :func:`engine.propagation.simulate.measure_costs` runs a short job on
@@ -122,6 +122,7 @@ def main():
     parser.add_argument("--film-key-every", type=int, default=40)
     parser.add_argument("--film-workers", type=int, default=64)
     parser.add_argument("--cores-per-worker", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per worker count (median)")
     parser.add_argument("--no-film", action="store_true")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -140,7 +141,8 @@ def main():
         with cluster(1, args.cores_per_worker) as client:
             costs = client.submit(_measure_on_worker, str(clip), settings.as_dict(), pure=False).result()
         print("costs measured on a worker (s per unit): "
-              + ", ".join(f"{k} {costs[k]:.3f}" for k in ("flow", "pass", "finish", "key")), flush=True)
+              + ", ".join(f"{k} {costs[k]:.3f}" for k in ("flow", "pass", "finish", "key"))
+              + f"; overhead {costs['overhead']:.3f} s per task", flush=True)
         path, chain = critical_path(plan.tasks, costs)
         print(f"critical path {path:.1f} s: {' -> '.join(chain)}")
 
@@ -151,14 +153,19 @@ def main():
                 warm = tmp / f"warm{workers}"
                 propagate(clip, {1: keys[1], 3: keys[1]}, out=warm, settings=JobSettings(quality=args.quality),
                           dask=client)  # every worker loads the kernels once (one task per worker at least)
-                out = tmp / f"out{workers}"
-                t0 = time.perf_counter()
-                propagate(clip, keys, out=out, settings=settings, dask=client)
-                measured = time.perf_counter() - t0
+                runs = []
+                for i in range(args.repeat):
+                    out = tmp / f"out{workers}-{i}"
+                    t0 = time.perf_counter()
+                    propagate(clip, keys, out=out, settings=settings, dask=client)
+                    runs.append(time.perf_counter() - t0)
+                    shutil.rmtree(out, ignore_errors=True)
+            measured = sorted(runs)[len(runs) // 2]
             rows.append((workers, predicted, measured))
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
             print(f"{workers} worker(s): predicted {predicted:6.1f} s, measured {measured:6.1f} s "
-                  f"({(predicted - measured) / measured:+.0%})", flush=True)
-            shutil.rmtree(out, ignore_errors=True)
+                  f"(median of {', '.join(f'{r:.1f}' for r in runs)}; {(predicted - measured) / measured:+.0%}); "
+                  f"load average {load:.1f} on {os.cpu_count()} CPUs", flush=True)
 
         if args.no_film:
             return 0
@@ -171,7 +178,7 @@ def main():
             json.dump(film_costs, handle, indent=1)
         print("1080p costs (s per unit): "
               + ", ".join(f"{k} {film_costs[k]:.3f}" for k in ("flow", "pass", "finish", "key"))
-              + " (written to benchmarks/farm-costs-1080p.json)")
+              + f"; overhead {film_costs['overhead']:.3f} s per task (written to benchmarks/farm-costs-1080p.json)")
         tasks = task_graph(range(1, args.film + 1), range(1, args.film + 1, args.film_key_every))
         path, chain = critical_path(tasks, film_costs)
         print(f"film: {args.film} frames at 1920x1080, a key every {args.film_key_every} frames, "

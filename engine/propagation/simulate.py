@@ -126,10 +126,13 @@ def measure_costs(source, settings, *, frames=6, start=None):
     Runs a short job on ``frames + 1`` of the clip's own frames (from
     ``start``, default the middle of the clip) with a key at each end, through
     the same tasks as any job, after a warm-up run that loads the compiled
-    kernels. The task records' seconds divided by their units give the costs.
+    kernels. The task records' seconds divided by their units give the costs;
+    ``overhead`` is what a farm worker spends on each task before its work
+    starts (reading the plan, opening the frames, checking the task records).
     """
     from ..frames import write_frame_atomic
     from .job import propagate
+    from .plan import PLAN_NAME
 
     numbers = list(source.frame_numbers)
     frames = max(2, min(int(frames), len(numbers) - 1))
@@ -156,8 +159,26 @@ def measure_costs(source, settings, *, frames=6, start=None):
                     # Split a task's seconds over its kinds in proportion to its units (one kind per task).
                     seconds[kind] += data["seconds"]
                     units[kind] += count
+        overhead = _task_overhead(tmp / "run" / PLAN_NAME)
     costs = {k: seconds[k] / units[k] if units[k] else 0.0 for k in COST_KINDS}
-    costs["overhead"] = 0.0
+    costs["overhead"] = overhead
     costs["size"] = list(source.size)
     costs["quality"] = settings.quality
     return costs
+
+
+def _task_overhead(plan_path, repeats=3):
+    """Median seconds to load a plan, open its frames and check a task's record, as a worker does per task."""
+    import time
+
+    from .plan import TaskEnv, load_plan, task_is_done
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        plan = load_plan(plan_path)
+        env = TaskEnv(plan)
+        task_is_done(plan, plan.tasks[-2])
+        env.check_sources(plan.tasks[-2].get("frames", [])[:1])
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
