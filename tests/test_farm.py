@@ -244,6 +244,36 @@ def test_dask_local_cluster_gives_the_bytes_of_a_local_run(clip, tmp_path, monke
 
 
 @needs_clips
+def test_dask_cancel_stops_the_job_and_a_rerun_resumes_to_the_same_bytes(clip, tmp_path, monkeypatch):
+    distributed = _need_dask()
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    from engine.propagation import Cancelled
+
+    cancel = threading.Event()
+    steps = []
+
+    def progress(done, total, message):
+        steps.append(message)
+        if message.startswith(("fwd-", "bwd-")):
+            cancel.set()  # after the first pass: the rest of the job must not run
+
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with pytest.raises(Cancelled):
+            propagate(clip.frames, dict(clip.key_files), out=tmp_path / "out", settings=SETTINGS, dask=client,
+                      progress=progress, cancel=cancel)
+        time.sleep(1.0)  # let any task that was running see the cancel and stop
+        records = {p.stem: p.read_bytes() for p in (tmp_path / "out" / TASKS_DIR).glob("*.json")}
+        assert "end" not in records and len(records) < 18, sorted(records)
+        kept = {k: v for k, v in records.items() if k.startswith(("fwd-", "bwd-"))}
+        assert kept, "the pass that reported progress left its record"
+        propagate(clip.frames, dict(clip.key_files), out=tmp_path / "out", settings=SETTINGS, dask=client)
+    clip.assert_identical(tmp_path / "out")
+    # The resumed job did not redo the passes finished before the cancel.
+    assert {k: (tmp_path / "out" / TASKS_DIR / f"{k}.json").read_bytes() for k in kept} == kept
+
+
+@needs_clips
 def test_dask_scheduler_and_two_workers_started_here(clip, tmp_path):
     _need_dask()
     scheduler_file = tmp_path / "scheduler.json"

@@ -194,8 +194,10 @@ def make_plan(source, key_styles, *, out, settings, fingerprints, masks=None, ca
     # re-submitted job that must redo a span needs them after the cache of a
     # finished job is gone. A job run here passes its cache (it writes them anew
     # each run).
-    key_dir = own_folder(key_dir if key_dir is not None else out / TASKS_DIR / "keys", "the plan's keys",
-                         adopt=KEY_FILES)
+    key_dir = key_dir if key_dir is not None else out / TASKS_DIR / "keys"
+    remove_stale_temp_files(out / TASKS_DIR)  # task records a killed run was writing
+    remove_stale_temp_files(key_dir)
+    key_dir = own_folder(key_dir, "the plan's keys", adopt=KEY_FILES)
     keys = {}
     key_hashes = {}
     for n, image in key_styles.items():
@@ -650,9 +652,11 @@ def _work_dir(plan, task):
     from ..safety import own_folder
     from .job import _WORK_FILES
 
-    work = own_folder(plan.resolve(task["work"]), f"the pass states of {task['span']}", adopt=_WORK_FILES)
+    work = plan.resolve(task["work"])
+    # First the temporary files of killed writers: one killed while marking the
+    # folder leaves the marker's, and the folder would not look like ours.
     remove_stale_temp_files(work)
-    return work
+    return own_folder(work, f"the pass states of {task['span']}", adopt=_WORK_FILES)
 
 
 def _run_pass(plan, task, env):
@@ -728,6 +732,7 @@ def _run_end(plan, task, env):
                 record.spans[t["span"]] = t["fingerprint"]
         record.settings = plan.data["settings"]
         record.save()
+    remove_stale_temp_files(plan.out / TASKS_DIR)
     works = {plan.resolve(t["work"]).parent for t in plan.tasks if "work" in t}
     for work_root in works:
         remove_owned(work_root, _WORK_FILES, recurse=False)  # only when no span's folder is left
