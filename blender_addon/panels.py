@@ -184,7 +184,10 @@ class KARWAI_PT_main(_Panel, bpy.types.Panel):
             row = layout.row()
             row.scale_y = 1.5
             if scene_settings(scene).video_method == "propagate":
-                row.operator("karwai.propagate", icon="RENDER_ANIMATION")
+                farm = scene_settings(scene).farm_plan
+                row.operator("karwai.propagate",
+                             icon="NETWORK_DRIVE" if farm else "RENDER_ANIMATION",
+                             text="Write Farm Plan" if farm else "Propagate")
             else:
                 row.operator("karwai.stylize_video", icon="RENDER_ANIMATION")
 
@@ -266,6 +269,7 @@ class KARWAI_PT_settings(_Panel, bpy.types.Panel):
             layout.prop_search(settings, "mask_strip", scene.sequence_editor,
                                compat.STRIPS_ALL_PROP, icon="MOD_MASK")
         layout.prop(settings, "output_dir")
+        layout.prop(settings, "farm_plan")
 
 
 class KARWAI_PT_advanced(_Panel, bpy.types.Panel):

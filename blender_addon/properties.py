@@ -167,6 +167,11 @@ class KARWAI_PG_settings(bpy.types.PropertyGroup):
         name="Video Parameters", default="",
         description="Parameters of Neural Video or Fast Network as 'name=value' pairs separated by ';' "
                     "(e.g. 'iterations=200; temporal_weight=1000' or 'steps=2000; width=32')")
+    farm_plan: BoolProperty(
+        name="Write Farm Plan", default=False,
+        description="Propagate writes the job's task plan (frames/.karwai-plan.json in the output "
+                    "folder, beside the .blend file by default) and the frames it reads, for a "
+                    "render farm (Flamenco, Dask), instead of running the job here")
     mask_strip: StringProperty(
         name="Mask", default="",
         description="Optional strip whose frames mask the style (white: stylized; outside "

@@ -37,6 +37,8 @@ from pathlib import Path
 KEYS_FOLDER = "keys"
 FRAMES_FOLDER = "frames"
 STAGING_SUFFIX = ".partial"
+#: Beside the output, the frames a farm plan reads (see Snapshot.farm_plan).
+FARM_DIR = ".karwai-farm"
 OLD_SUFFIX = ".old-"
 
 
@@ -169,6 +171,8 @@ class Snapshot:
         Strength of the two-way filter along the flow (0: off).
     restore_detail : bool
         Whether each frame's detail is scaled towards the keys'.
+    farm_plan : bool
+        Propagate writes the job's plan for a farm instead of running it.
     threads : int
         Worker threads for the engine (0: all cores).
     device, vgg_weights : str
@@ -196,6 +200,7 @@ class Snapshot:
     weights: dict = dataclasses.field(default_factory=dict)
     temporal_smoothing: float = 0.8
     restore_detail: bool = True
+    farm_plan: bool = False
     threads: int = 0
     device: str = "auto"
     vgg_weights: str = ""
@@ -256,6 +261,7 @@ class EngineAPI:
         # The engine package resolves each of these on first access, in a fresh
         # process too (engine/__init__.py); stand-ins are plain namespaces.
         self.propagate = engine.propagate
+        self.plan_job = getattr(getattr(engine, "propagation", None), "plan_job", None)
         self.JobSettings = engine.JobSettings
         self.frames = engine.frames
         self.stylizers = engine.stylizers
@@ -669,10 +675,11 @@ def run_propagate(snapshot, *, engine, report, cancel):
     _apply_threads(snapshot.threads)
 
     report.step("Reading frames")
-    clip = prepare_clip(snapshot.clip, snapshot.cache_dir, engine=engine, report=report,
-                        cancel=cancel)
-    masks = prepare_masks(snapshot.mask, snapshot.clip, snapshot.cache_dir, engine=engine,
-                          cancel=cancel)
+    # A farm's workers must see the frames the plan reads: they go beside the output
+    # (next to the .blend file by default), not into this computer's cache.
+    clip_cache = os.path.join(snapshot.out_dir, FARM_DIR) if snapshot.farm_plan else snapshot.cache_dir
+    clip = prepare_clip(snapshot.clip, clip_cache, engine=engine, report=report, cancel=cancel)
+    masks = prepare_masks(snapshot.mask, snapshot.clip, clip_cache, engine=engine, cancel=cancel)
     stylized = []
     if to_stylize:
         report.step("Stylizing keys")
@@ -694,6 +701,13 @@ def run_propagate(snapshot, *, engine, report, cancel):
                                   weights=engine.guides.GuideWeights(**snapshot.weights),
                                   temporal_smoothing=float(snapshot.temporal_smoothing),
                                   restore_detail=bool(snapshot.restore_detail))
+    if snapshot.farm_plan:
+        report.step("Finishing")
+        if engine.plan_job is None:
+            raise JobError("this engine cannot write farm plans")
+        plan = engine.plan_job(clip, keys, out=final, masks=masks, settings=settings)
+        report.progress(1, 1, "plan written")
+        return {"plan": str(plan.path), "tasks": len(plan.tasks), "keys": stylized}
     cache = os.path.join(snapshot.cache_dir, "propagate",
                          hashlib.sha256(os.path.abspath(final).encode()).hexdigest()[:16])
     try:

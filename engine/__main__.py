@@ -40,6 +40,7 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 
+from .cli_farm import add_plan_parser, add_run_task_parser  # noqa: E402
 from .cli_propagate import add_propagate_parser, add_suggest_parser  # noqa: E402
 from .cli_stylize import add_stylize_parser  # noqa: E402
 from .cli_video import add_stylize_keys_parser, add_stylize_video_parser  # noqa: E402
@@ -54,6 +55,8 @@ def build_parser():
     add_suggest_parser(subparsers)
     add_stylize_keys_parser(subparsers)
     add_stylize_video_parser(subparsers)
+    add_plan_parser(subparsers)
+    add_run_task_parser(subparsers)
     return parser
 
 

@@ -27,10 +27,21 @@ def add_propagate_parser(subparsers):
         description="Carry stylized keyframes over every frame of a clip (Ebsynth method). "
                     "Frames are numbered by the digits in their file names (0001.png is frame 1); "
                     "for a video, from 1.")
-    p.add_argument("frames", metavar="FRAMES_DIR_OR_VIDEO")
-    p.add_argument("--key", action="append", default=[], metavar="N=IMAGE", required=True,
+    add_job_arguments(p)
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run the job's tasks on an existing Dask cluster, e.g. tcp://HOST:8786; the workers "
+                        "must see OUT_DIR and the frames at the same paths (needs dask[distributed])")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_propagate)
+    return p
+
+
+def add_job_arguments(p, *, required=True):
+    """The arguments that describe a job, shared by ``propagate`` and ``plan``."""
+    p.add_argument("frames", metavar="FRAMES_DIR_OR_VIDEO", nargs=None if required else "?")
+    p.add_argument("--key", action="append", default=[], metavar="N=IMAGE", required=required,
                    help="a stylized keyframe for frame N (repeatable)")
-    p.add_argument("--out", required=True, metavar="OUT_DIR")
+    p.add_argument("--out", required=required, metavar="OUT_DIR")
     p.add_argument("--mask", metavar="DIR", help="folder of per-frame masks; output is RGBA")
     p.add_argument("--quality", default="balanced", choices=("draft", "balanced", "best"))
     p.add_argument("--blend", default="weighted", choices=("weighted", "poisson", "crossfade"),
@@ -52,9 +63,6 @@ def add_propagate_parser(subparsers):
                         "(by default it is removed; an unfinished job always keeps what it needs to resume)")
     p.add_argument("--cache-limit-mb", type=float, default=1024.0, metavar="MB",
                    help="size cap of the flow cache; least recently used pairs are evicted (default 1024)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_propagate)
-    return p
 
 
 #: A frame number on the command line: plain decimal digits (a minus sign is
@@ -63,7 +71,7 @@ def add_propagate_parser(subparsers):
 _FRAME_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
 
 
-def _parse_keys(items):
+def parse_keys(items):
     keys = {}
     for item in items:
         number, sep, path = item.partition("=")
@@ -79,20 +87,27 @@ def _parse_keys(items):
     return keys
 
 
+def job_settings(args):
+    """The JobSettings that the job arguments describe."""
+    from .guides import GuideWeights
+    from .propagation import JobSettings
+
+    weights = GuideWeights(colour=args.weight_colour, edge=args.weight_edge, positional=args.weight_positional,
+                           temporal=args.weight_temporal, style=args.weight_style)
+    return JobSettings(quality=args.quality, weights=weights, blend=args.blend, key_fit=args.key_fit,
+                       seed=args.seed, temporal_smoothing=args.temporal_smoothing,
+                       restore_detail=args.restore_detail)
+
+
 def run_propagate(args):
     from .frames import FrameError
-    from .guides import GuideWeights
-    from .propagation import Cancelled, JobSettings, propagate
+    from .propagation import Cancelled, propagate
 
     bar = None
     cancel = threading.Event()
     try:
-        keys = _parse_keys(args.key)
-        weights = GuideWeights(colour=args.weight_colour, edge=args.weight_edge, positional=args.weight_positional,
-                               temporal=args.weight_temporal, style=args.weight_style)
-        settings = JobSettings(quality=args.quality, weights=weights, blend=args.blend, key_fit=args.key_fit,
-                               seed=args.seed, temporal_smoothing=args.temporal_smoothing,
-                               restore_detail=args.restore_detail)
+        keys = parse_keys(args.key)
+        settings = job_settings(args)
 
         def progress(done, total, message):
             nonlocal bar
@@ -109,7 +124,7 @@ def run_propagate(args):
             warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
             result = propagate(args.frames, keys, out=args.out, masks=args.mask, settings=settings,
                                progress=progress, cancel=cancel, cache_dir=args.cache_dir,
-                               keep_cache=args.keep_cache, cache_limit_mb=args.cache_limit_mb)
+                               keep_cache=args.keep_cache, cache_limit_mb=args.cache_limit_mb, dask=args.dask)
     except KeyboardInterrupt:
         print("\npropagate: interrupted; complete frames are kept, run again to resume", file=sys.stderr)
         return 130

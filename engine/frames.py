@@ -960,10 +960,29 @@ _DISK_FULL_ERRNOS = frozenset(
     e for e in (getattr(errno, "ENOSPC", None), getattr(errno, "EDQUOT", None)) if e is not None
 )
 #: Temporary names of :func:`write_bytes_atomic`: ``.NAME.PID.HEX8.tmp``.
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-#: Where the writer's pid cannot be checked (Windows), a temporary file this old
-#: (seconds) is taken as left behind by a dead process.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<host>[0-9a-f]{4})[0-9a-f]{4}\.tmp$")
+#: Where the writer's pid cannot be checked (Windows, or a file that another
+#: machine is writing into a shared folder), a temporary file this old (seconds)
+#: is taken as left behind by a dead process.
 _STALE_TEMP_AGE = 600.0
+
+
+def _host_tag():
+    """Four hex digits naming this machine (host name and boot), the first half of a temporary name's
+    random part: farm workers share output folders, and a pid means something only on its own machine."""
+    import hashlib
+    import socket
+
+    boot = ""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+    except OSError:
+        pass
+    return hashlib.sha256(f"{socket.gethostname()}|{boot}".encode()).hexdigest()[:4]
+
+
+_HOST_TAG = _host_tag()
 
 
 def _write_all(fd, data):
@@ -987,8 +1006,9 @@ _NAME_MAX = 255
 
 
 def _temp_name(name):
-    """``.NAME.PID.HEX8.tmp``, with NAME cut so that the whole fits in 255 bytes."""
-    tail = f".{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    """``.NAME.PID.HEX8.tmp``, with NAME cut so that the whole fits in 255 bytes; the first
+    four hex digits name this machine (:data:`_HOST_TAG`), the last four are random."""
+    tail = f".{os.getpid()}.{_HOST_TAG}{secrets.token_hex(2)}.tmp"
     budget = _NAME_MAX - 1 - len(tail)
     raw = os.fsencode(name)
     if len(raw) > budget:
@@ -1059,9 +1079,11 @@ def _pid_alive(pid):
 def remove_stale_temp_files(folder, *, name=None):
     """Remove temporary files that killed writers left in ``folder``.
 
-    Only names made by :func:`write_bytes_atomic` (``.NAME.PID.RANDOM.tmp``) are
-    touched, and only those whose writing process is gone (on Windows, where
-    that cannot be checked safely, those older than ten minutes). Nothing else
+    Only names made by :func:`write_bytes_atomic` (``.NAME.PID.HOST RANDOM.tmp``)
+    are touched, and only those whose writing process is gone: on this machine
+    by its pid, and where that cannot be checked safely (Windows, or a file
+    another machine of a farm is writing into a shared folder) when it is older
+    than ten minutes. Nothing else
     in the folder is looked at, and missing folders are fine.
 
     Parameters
@@ -1096,7 +1118,7 @@ def remove_stale_temp_files(folder, *, name=None):
         try:
             if not entry.is_file(follow_symlinks=False):
                 continue
-            if os.name == "nt":
+            if os.name == "nt" or match.group("host") != _HOST_TAG:
                 if now - entry.stat().st_mtime < _STALE_TEMP_AGE:
                     continue
             elif _pid_alive(int(match.group("pid"))):

@@ -492,15 +492,25 @@ def test_stale_temporary_files_of_killed_writers_are_removed(clip, tmp_path):
     out.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = out / f".0004.png.{dead.pid}.0123abcd.tmp"
+    here = frames_module._HOST_TAG
+    stale = out / f".0004.png.{dead.pid}.{here}abcd.tmp"
     stale.write_bytes(b"\x89PNG half a frame")
-    alive = out / f".0005.png.{os.getppid()}.0123abcd.tmp"  # a live writer's: kept
+    alive = out / f".0005.png.{os.getppid()}.{here}abcd.tmp"  # a live writer's: kept
     alive.write_bytes(b"busy")
+    # Another machine's writer (a farm sharing the folder): its pid means nothing here, so
+    # it is kept while fresh, and removed once older than any write takes.
+    other = "0000" if here != "0000" else "ffff"
+    remote = out / f".0006.png.{dead.pid}.{other}abcd.tmp"
+    remote.write_bytes(b"being written on another machine")
+    remote_old = out / f".0007.png.{dead.pid}.{other}abce.tmp"
+    remote_old.write_bytes(b"left by a dead worker elsewhere")
+    old = time.time() - 2 * frames_module._STALE_TEMP_AGE
+    os.utime(remote_old, (old, old))
     mine = out / "notes.0123abcd.tmp"  # not the writer's pattern: never touched
     mine.write_bytes(b"user file")
     clip.run_api(out)
-    assert not stale.exists()
-    assert alive.exists() and mine.exists()
+    assert not stale.exists() and not remote_old.exists()
+    assert alive.exists() and mine.exists() and remote.exists()
     assert remove_stale_temp_files(tmp_path / "does not exist") == 0
 
 
@@ -621,9 +631,10 @@ def test_stylize_removes_only_its_own_dead_temporary_file(tmp_path):
     imwrite(frame, texture(H, W, seed=5))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    mine = tmp_path / f".out.png.{dead.pid}.0123abcd.tmp"  # what a killed stylize leaves
+    here = frames_module._HOST_TAG  # written on this machine (another machine's is judged by its age)
+    mine = tmp_path / f".out.png.{dead.pid}.{here}abcd.tmp"  # what a killed stylize leaves
     mine.write_bytes(b"half a png")
-    other = tmp_path / f".other.png.{dead.pid}.0123abcd.tmp"  # another output's: not this run's business
+    other = tmp_path / f".other.png.{dead.pid}.{here}abcd.tmp"  # another output's: not this run's business
     other.write_bytes(b"someone else's")
     proc = subprocess.run([sys.executable, "-m", "engine", "stylize", str(frame), "--method", "painterly",
                            "--out", str(tmp_path / "out.png"), "--quiet"], cwd=ROOT, env=cli_env(),

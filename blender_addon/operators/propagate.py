@@ -33,6 +33,14 @@ class KARWAI_OT_propagate(_job.JobOperatorMixin, bpy.types.Operator):
                           options={"SKIP_SAVE"})
 
     def finish(self, context, scene, snap, result):
+        if "plan" in result:
+            # Written for a farm: nothing to show yet; the keys' state is still news.
+            errors = _job.apply_key_results(scene, result["keys"])
+            if errors:
+                self.report({"WARNING"}, "; ".join(errors))
+            self.report({"INFO"}, f"Wrote the farm plan {result['plan']} ({result['tasks']} tasks); submit it "
+                                  f"to Flamenco (job type karwai-propagate) or run it with Dask")
+            return {"FINISHED"}
         strip, errors = apply_result(scene, snap, result)
         if errors:
             self.report({"WARNING"}, "; ".join(errors))

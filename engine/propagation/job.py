@@ -15,6 +15,13 @@ holds one fingerprint per span (settings, keys, source frames): a re-run
 recomputes exactly the spans whose fingerprint changed. All randomness is
 seeded per frame, so the bytes of a resumed job equal those of an
 uninterrupted one.
+
+The work is done as the tasks of a plan (:mod:`.plan`): per key, its frame;
+per span, its optical flow, its forward and backward passes (independent of
+each other; between keys their results wait in the span's work folder) and its
+blend and finish. :func:`propagate` runs them in plan order here, or on a Dask
+cluster; a farm runs them with ``python -m engine run-task``. The same task
+functions, so the same bytes, everywhere.
 """
 
 from dataclasses import dataclass
@@ -44,7 +51,7 @@ from .settings import JobSettings
 # The synthesis (numba) and the blending are imported when first used,
 # so that a user's error is reported without their import time.
 
-__all__ = ["propagate", "PropagateResult", "Cancelled", "plan_spans", "Span"]
+__all__ = ["propagate", "plan_job", "PropagateResult", "Cancelled", "plan_spans", "Span"]
 
 RECORD_NAME = ".karwai-job.json"
 CACHE_NAME = ".karwai-cache"
@@ -52,11 +59,11 @@ CACHE_NAME = ".karwai-cache"
 #: engine version and the settings, it is in every output's fingerprint).
 RESULT_FORMAT = 2
 #: Files the job writes in a span's pass-state folder.
-_WORK_FILES = re.compile(r"(?:fwd|bwd)_state\.npz|(?:fwd|pass|smooth)_-?[0-9]+\.npz")
+_WORK_FILES = re.compile(r"(?:fwd|bwd)_state\.npz|(?:fwd|bwd|pass|smooth)_-?[0-9]+\.npz")
 #: What an unmarked pass-state folder of an earlier version may hold to be adopted.
 _OWN_WORK_NAMES = re.compile(r"[0-9a-f]{24}|[0-9a-f]{12}-[0-9a-f]{24}")
 _OWN_FLOW_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\..+\.[0-9]+\.[0-9a-f]{8}\.tmp")
-_OWN_CACHE_NAMES = re.compile(r"flow|work")
+_OWN_CACHE_NAMES = re.compile(r"flow|work|keys")
 #: Default size cap of the flow cache, in MB.
 DEFAULT_CACHE_LIMIT_MB = 1024
 
@@ -98,6 +105,18 @@ class PropagateResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _Fingerprints:
+    """What :mod:`.plan` writes into a plan about a job's inputs, computed once here."""
+
+    identity: dict  # per source frame: name and digest of its file
+    masks: dict  # per frame: digest of its mask (empty without masks)
+    key_hashes: dict  # per key: digest of the fitted key image
+    spans: dict  # per span name: fingerprint of everything that makes its frames
+    keys: dict  # per key: fingerprint of its output frame
+    work: object  # span fingerprint -> the span's pass-state folder
+
+
 def plan_spans(frame_numbers, key_numbers):
     """Split a clip's frame numbers at its keys.
 
@@ -130,7 +149,7 @@ def plan_spans(frame_numbers, key_numbers):
 
 def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="weighted",
               key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None,
-              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB):
+              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None):
     """Carry the look of stylized keyframes over every frame of a clip.
 
     Parameters
@@ -185,6 +204,13 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         no cap. Pass states are not capped: they take about ``H * W * (C + 4)``
         bytes per frame of the longest span between two keys, and each span's
         are removed as soon as it is finished.
+    dask : str or distributed.Client, optional
+        Run the job's tasks on an existing Dask cluster: its scheduler's
+        address (``"tcp://HOST:PORT"``) or a connected client. The workers must
+        see ``out`` (and the frames, masks and cache folder) at the same paths,
+        or at the same paths relative to ``out``, and have the engine
+        installed. Progress and cancel work as for a local run. Needs
+        ``dask[distributed]``; without it, a clear error.
 
     Returns
     -------
@@ -230,11 +256,49 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise ParameterTypeError(f"cancel must be a threading.Event (or have is_set()), got {type(cancel).__name__}")
     max_bytes = _cache_limit_bytes(cache_limit_mb)
+    if dask is not None:
+        from .farm import check_dask
+
+        check_dask(dask)
     source, opened = _open_source(frames)
     try:
         return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=progress,
                           cancel=cancel, cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes,
-                          t_start=t_start)
+                          t_start=t_start, dask=dask)
+    finally:
+        if opened:
+            source.close()
+
+
+def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, keep_cache=False,
+             cache_limit_mb=DEFAULT_CACHE_LIMIT_MB):
+    """Check a job as :func:`propagate` does and write its plan, ``OUT/.karwai-plan.json``, without running it.
+
+    The plan lists every task with its inputs, outputs, dependencies,
+    fingerprint and command line (``python -m engine run-task PLAN TASK_ID``);
+    see :mod:`engine.propagation.plan`. The keys are written beside it
+    (``OUT/.karwai-tasks/keys``), so that any machine that sees ``out`` can run
+    any task.
+
+    Returns
+    -------
+    engine.propagation.plan.Plan
+    """
+    if settings is None:
+        settings = JobSettings()
+    elif not isinstance(settings, JobSettings):
+        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    out = as_path("out", out)
+    cache = as_path("cache_dir", cache_dir) if cache_dir is not None else out / CACHE_NAME
+    masks = as_path("masks", masks) if masks is not None else None
+    if not isinstance(keep_cache, (bool, np.bool_)):
+        raise ParameterTypeError(f"keep_cache must be True or False, got {type(keep_cache).__name__}")
+    max_bytes = _cache_limit_bytes(cache_limit_mb)
+    source, opened = _open_source(frames)
+    try:
+        return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=None, cancel=None,
+                          cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes, t_start=None,
+                          dask=None, plan_only=True)
     finally:
         if opened:
             source.close()
@@ -250,7 +314,8 @@ def _open_source(frames):
         f"frames must be a folder or video path, or a source from open_frames, got {type(frames).__name__}")
 
 
-def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, keep_cache, max_bytes, t_start):
+def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, keep_cache, max_bytes, t_start,
+               dask, plan_only=False):
     source.validate()
     h, w = source.size
     key_styles, key_files = _load_keys(keys, source, settings.key_fit)
@@ -310,31 +375,32 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
                                max_bytes=max_bytes)
         work_root = own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES)
         work_prefix = hashlib.sha256(str(Path(os.path.realpath(out))).encode()).hexdigest()[:12]
-        total = sum(len(s.frames) * (2 if s.kind == "between" else 1) for s in spans)
-        ctx = _Context(source=source, flow_cache=flow_cache, settings=settings, keys=key_styles,
-                       masks=mask_source, out=out, cancel=cancel, progress=progress, total=total,
-                       record=record, names=names)
+        from .plan import KEY_FILES, TaskEnv, make_plan, run_plan
 
-        # Keys first: their output is the key itself.
-        for n, style in key_styles.items():
-            if not record.finished(out, names[n], key_fps[n]):
-                ctx.write_output(n, style, key_fps[n])
-        computed = skipped = 0
-        for span in spans:
-            fp = span_fps[span.name]
-            if all(record.finished(out, names[n], fp) for n in span.frames):
-                skipped += len(span.frames)
-                ctx.done += len(span.frames) * (2 if span.kind == "between" else 1)
-                record.spans[span.name] = fp
-                ctx.report(f"kept {span.name} from an earlier run")
-                continue
-            work = work_root / f"{work_prefix}-{fp[:24]}"
-            record.spans.pop(span.name, None)
-            record.save()
-            computed += _run_span_checked(ctx, span, work, fp)
-            record.spans[span.name] = fp
-            record.save()
-            remove_owned(work, _WORK_FILES)
+        plan = make_plan(source, key_styles, out=out, settings=settings, masks=masks, cache_dir=cache,
+                         keep_cache=keep_cache,
+                         cache_limit_mb=None if max_bytes is None else max_bytes / float(1 << 20),
+                         fingerprints=_Fingerprints(identity=identity, masks=mask_ids, key_hashes=key_hashes,
+                                                    spans=span_fps, keys=key_fps,
+                                                    work=lambda fp: work_root / f"{work_prefix}-{fp[:24]}"),
+                         key_dir=None if plan_only or dask is not None else cache / "keys")
+        if plan_only:
+            return plan
+        if dask is not None:
+            from .farm import run_plan_dask
+
+            computed, skipped = run_plan_dask(plan, dask, progress=progress, cancel=cancel)
+            record = _Record.load(out / RECORD_NAME)  # the end task wrote the frames the farm made
+        else:
+            env = TaskEnv(plan, source=source, progress=progress, cancel=cancel, record=record, names=names,
+                          masks=mask_source, flow_cache=flow_cache)
+
+            def after_task(task):
+                if task["kind"] == "finish":
+                    record.spans[task["span"]] = task["fingerprint"]
+                    record.save()
+
+            computed, skipped = run_plan(plan, env=env, skip_flow=max_bytes == 0, after_task=after_task)
         record.settings = settings.as_dict()
         record.save()
         # This job's pass states of earlier runs (other keys or frames), never another job's.
@@ -348,6 +414,7 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
         remove_owned(work_root, _WORK_FILES, recurse=False)
         if not keep_cache:
             flow_cache.clear()
+            remove_owned(cache / "keys", KEY_FILES)
             remove_owned(cache, _WORK_FILES, recurse=False)  # only a cache folder the job made
     paths = [out / names[n] for n in source.frame_numbers]
     return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
@@ -390,24 +457,6 @@ def _remove_stale_outputs(out, record, current):
     record.save()
 
 
-def _run_span_checked(ctx, span, work, fp):
-    """:func:`_run_span`, recomputed from scratch when its pass states are damaged."""
-    done = ctx.done
-    for attempt in range(2):
-        own_folder(work, f"the pass states of {span.name}", adopt=_WORK_FILES)
-        remove_stale_temp_files(work)
-        try:
-            return _run_span(ctx, span, work, fp)
-        except _DamagedState as exc:
-            if attempt:
-                raise FrameError(f"{exc.path}: pass state damaged again right after being written "
-                                 f"({exc.why}); check the disk") from None
-            warnings.warn(f"{exc.path}: damaged pass state ({exc.why}); recomputing {span.name}",
-                          stacklevel=2)
-            remove_owned(work, _WORK_FILES)
-            ctx.done = done
-
-
 class _Context:
     def __init__(self, *, source, flow_cache, settings, keys, masks, out, cancel, progress, total, record,
                  names):
@@ -438,8 +487,9 @@ class _Context:
             image = apply_mask(image[:, :, :3], self.masks.read(n))
         path = self.out / self.names[n]
         data = encode_image(path, image)
-        self.record.note_frame(self.names[n], fp, hashlib.sha256(data).hexdigest())
-        self.record.save()
+        if self.record is not None:  # a farm's tasks keep their outputs' digests in their task records
+            self.record.note_frame(self.names[n], fp, hashlib.sha256(data).hexdigest())
+            self.record.save()
         write_bytes_atomic(path, data)
 
     def flows(self, n, prev):
@@ -490,88 +540,85 @@ class _Pass:
         return result, new_state, to_prev
 
 
-def _run_span(ctx, span, work, fp):
-    """Compute and write one span's frames, resuming from ``work`` states."""
-    if span.kind == "before":
-        computed = _single_pass(ctx, _Pass(ctx, span.key_b), list(reversed(span.frames)), work,
-                                work / "bwd_state.npz")
-    elif span.kind == "after":
-        computed = _single_pass(ctx, _Pass(ctx, span.key_a), list(span.frames), work, work / "fwd_state.npz")
-    else:
-        computed = _between_keys(ctx, span, work)
-    _finish_span(ctx, span, work, fp)
-    return computed
+def run_pass(ctx, span, direction, work):
+    """One pass over a span's frames, from its key before (``"fwd"``) or after (``"bwd"``).
+
+    Between two keys each pass keeps its images and synthesis errors in
+    ``work`` (``fwd_N.npz``, ``bwd_N.npz``) for :func:`finish_span` to blend,
+    so the two passes are independent of each other and may run at the same
+    time on different machines. A span with one key has one pass, whose images
+    go straight to ``pass_N.npz``. A pass resumes from its state file; a damaged
+    state or result is recomputed from the key, with a warning naming the file.
+    Returns the number of frames synthesized.
+    """
+    key = span.key_a if direction == "fwd" else span.key_b
+    order = list(span.frames) if direction == "fwd" else list(reversed(span.frames))
+    between = span.kind == "between"
+    prefix = direction if between else "pass"
+    state_path = work / f"{direction}_state.npz"
+    one_pass = _Pass(ctx, key)
+    done = ctx.done
+    for attempt in range(2):
+        try:
+            return _single_pass(ctx, one_pass, order, work, state_path, prefix=prefix, keep_error=between)
+        except _DamagedState as exc:
+            if attempt:
+                raise FrameError(f"{exc.path}: pass state damaged again right after being written "
+                                 f"({exc.why}); check the disk") from None
+            warnings.warn(f"{exc.path}: damaged pass state ({exc.why}); recomputing the "
+                          f"{'forward' if direction == 'fwd' else 'backward'} pass of {span.name}", stacklevel=2)
+            for path in [state_path] + [work / f"{prefix}_{n}.npz" for n in order]:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            ctx.done = done
 
 
-def _between_keys(ctx, span, work):
-    """Both passes between two keys, blended; the results go to ``work``."""
-
-    from . import blend
-
-    # Between two keys: forward pass first, its results kept on disk ...
-    fwd = _Pass(ctx, span.key_a)
-    fwd_state_path = work / "fwd_state.npz"
-    state = _load_state(fwd_state_path, span.frames) or fwd.initial_state()
-    done_fwd = 0 if state["n"] == span.key_a else span.frames.index(state["n"]) + 1
-    ctx.done += done_fwd
-    for n in span.frames[:done_fwd]:
-        _load_sealed(work / f"fwd_{n}.npz")  # the backward pass needs them all: check them now
-    for n in span.frames[done_fwd:]:
-        result, state, _ = fwd.step(state, n)
-        _save(work / f"fwd_{n}.npz", image=result.image, error=result.error)
-        _save(fwd_state_path, **state)
-        ctx.done += 1
-        ctx.report(f"frame {n}: forward pass from key {span.key_a}")
-
-    # ... then the backward pass, blending each frame as it comes.
-    bwd = _Pass(ctx, span.key_b)
-    order = list(reversed(span.frames))
-    bwd_state_path = work / "bwd_state.npz"
-    state = _load_state(bwd_state_path, span.frames) or bwd.initial_state()
-    start = 0 if state["n"] == span.key_b else order.index(state["n"]) + 1
-    choice = state.get("choice")
-    ctx.done += start
-    computed = 0
-    lo, hi = span.key_a, span.key_b
-    for n in order[start:]:
-        result, state, to_prev = bwd.step(state, n)
-        f = _load_sealed(work / f"fwd_{n}.npz")
-        fwd_image, fwd_error = f["image"], f["error"]
-        position = (n - lo) / float(hi - lo)
-        if ctx.settings.blend == "crossfade":
-            blended = blend.crossfade(fwd_image, result.image, position)
-        elif ctx.settings.blend == "weighted":
-            blended = blend.weighted_blend(fwd_image, fwd_error, result.image, result.error, position=position)
-        else:
-            choice = blend.choose_passes(fwd_error, result.error, position=position, previous=choice,
-                                         flow_to_previous=to_prev if choice is not None else None)
-            blended = blend.blend_passes(fwd_image, result.image, choice)
-        image = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        _save(work / f"pass_{n}.npz", image=image)
-        if choice is not None:
-            state["choice"] = choice
-        _save(bwd_state_path, **state)
-        computed += 1
-        ctx.done += 1
-        ctx.report(f"frame {n}: backward pass from key {span.key_b}, blended")
-    return computed
-
-
-def _single_pass(ctx, one_pass, order, work, state_path):
+def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error):
     state = _load_state(state_path, order) or one_pass.initial_state()
     start = 0 if state["n"] == one_pass.key_number else order.index(state["n"]) + 1
+    for n in order[:start]:
+        _load_sealed(work / f"{prefix}_{n}.npz")  # what the resume keeps must be intact
     ctx.done += start
     for n in order[start:]:
         result, state, _ = one_pass.step(state, n)
-        _save(work / f"pass_{n}.npz", image=result.image)
+        arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
+        _save(work / f"{prefix}_{n}.npz", **arrays)
         _save(state_path, **state)
         ctx.done += 1
-        ctx.report(f"frame {n}: from key {one_pass.key_number}")
+        ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
     return len(order) - start
 
 
-def _finish_span(ctx, span, work, fp):
-    """Smooth a span's pass results along the flow both ways, restore their detail, write them.
+def _blend_span(ctx, span, work):
+    """Blend the two passes between keys, frame by frame in backward order, into ``pass_N.npz``."""
+    from . import blend
+
+    choice = None
+    previous = span.key_b
+    lo, hi = span.key_a, span.key_b
+    for n in reversed(span.frames):
+        ctx.check_cancel()
+        f = _load_sealed(work / f"fwd_{n}.npz")
+        b = _load_sealed(work / f"bwd_{n}.npz")
+        fwd_image, fwd_error, bwd_image, bwd_error = f["image"], f["error"], b["image"], b["error"]
+        position = (n - lo) / float(hi - lo)
+        if ctx.settings.blend == "crossfade":
+            blended = blend.crossfade(fwd_image, bwd_image, position)
+        elif ctx.settings.blend == "weighted":
+            blended = blend.weighted_blend(fwd_image, fwd_error, bwd_image, bwd_error, position=position)
+        else:
+            to_prev = ctx.flows(n, previous)[0] if choice is not None else None
+            choice = blend.choose_passes(fwd_error, bwd_error, position=position, previous=choice,
+                                         flow_to_previous=to_prev)
+            blended = blend.blend_passes(fwd_image, bwd_image, choice)
+        _save(work / f"pass_{n}.npz", image=np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+        previous = n
+
+
+def finish_span(ctx, span, work, fp):
+    """Blend the passes (between keys), smooth along the flow both ways, restore detail, write the frames.
 
     The recursive filter starts from the key at each end of the span that has
     one, so the frames next to a key follow it. Deterministic, and cheap next to
@@ -579,6 +626,8 @@ def _finish_span(ctx, span, work, fp):
     """
     from . import refine
 
+    if span.kind == "between":
+        _blend_span(ctx, span, work)
     settings = ctx.settings
     strength = float(settings.temporal_smoothing)
     frames = list(span.frames)
@@ -710,21 +759,22 @@ def _load_state(path, frames):
     return state
 
 
-def _source_identity(source):
-    """Per-frame digest of what the source holds, so a changed frame invalidates its spans.
+def _source_identity(source, numbers=None):
+    """Per-frame digest of what the source holds (of ``numbers``, default all), so a changed frame
+    invalidates its spans.
 
     Frame files and videos are hashed byte for byte (a size and time stamp
     would miss an edit that keeps both); a source without files, by its pixels.
     """
+    numbers = source.frame_numbers if numbers is None else numbers
     path_for = getattr(source, "path_for", None)
     path = getattr(source, "path", None)
     if path_for is not None:
-        return {n: f"{path_for(n).name}:{file_digest(path_for(n), what='frame')}" for n in source.frame_numbers}
+        return {n: f"{path_for(n).name}:{file_digest(path_for(n), what='frame')}" for n in numbers}
     if path is not None and os.path.isfile(path):
         whole = file_digest(path, what="video")
-        return {n: f"{whole}:{n}" for n in source.frame_numbers}
-    return {n: hashlib.sha256(np.ascontiguousarray(source.read(n)).tobytes()).hexdigest()
-            for n in source.frame_numbers}
+        return {n: f"{whole}:{n}" for n in numbers}
+    return {n: hashlib.sha256(np.ascontiguousarray(source.read(n)).tobytes()).hexdigest() for n in numbers}
 
 
 def _mask_identity(mask_source, frame_numbers):

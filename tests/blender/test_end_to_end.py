@@ -274,3 +274,42 @@ def test_suggest_keyframes_adds_markers_inside_the_strip(saved, media):
     count = len(frames)
     bpy.ops.karwai.suggest_keyframes()  # again: no duplicates
     assert len(scene.timeline_markers) == count
+
+
+@pytest.mark.parametrize("source_kind", ["images", "movie"])
+def test_write_farm_plan_instead_of_propagating(saved, media, tmp_path, source_kind):
+    """Propagate with "Write Farm Plan" writes the plan beside the .blend file and adds no strip;
+    the plan's tasks, run elsewhere, give the frames a local Propagate gives."""
+    from engine.propagation.plan import load_plan, run_task
+
+    scene = bpy.context.scene
+    with ui_context():
+        if source_kind == "images":
+            source = add_image_strip(scene, media["images"], frame_start=-6)
+            source.frame_offset_start = 3  # trimmed: the add-on links the shown frames beside the output
+        else:
+            source = add_movie_strip(scene, media["movie"])
+        scene.sequence_editor.active_strip = source
+        for frame in (source.frame_final_start + 1, source.frame_final_end - 3):
+            assert bpy.ops.karwai.add_keyframe(frame=frame) == {"FINISHED"}
+        scene.karwai.quality = "draft"
+        scene.karwai.farm_plan = True
+        assert bpy.ops.karwai.propagate() == {"FINISHED"}
+        assert result_strips(scene) == []
+        out = Path(bpy.path.abspath(f"//karwai/{bpy.path.clean_name(source.name)}")) / "frames"
+        assert out.parent.parent == saved.parent / "karwai"
+        plan = load_plan(out / ".karwai-plan.json")
+        assert not list(out.glob("*.png")), "the job was planned, not run"
+        # Everything the plan reads lies beside the .blend file or is the user's media.
+        source_path = plan.resolve(plan.data["source"]["path"]).resolve()
+        assert source_path.is_relative_to(saved.parent) or source_path.is_relative_to(media["root"])
+        for task in plan.tasks:
+            run_task(plan, task["id"])
+        farm = {p.name: p.read_bytes() for p in out.glob("*.png")}
+        assert len(farm) == source.frame_final_end - source.frame_final_start
+
+        scene.karwai.farm_plan = False
+        assert bpy.ops.karwai.propagate() == {"FINISHED"}
+        (result,) = result_strips(scene)
+        local = Path(bpy.path.abspath(result.directory))
+        assert {p.name: p.read_bytes() for p in local.glob("*.png")} == farm
