@@ -20,7 +20,6 @@ anything:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -29,7 +28,7 @@ import re
 import stat
 from pathlib import Path
 
-from .frames import FrameError, read_regular_file
+from .frames import FrameError, read_regular_file, remove_stale_temp_files
 
 __all__ = [
     "ParameterTypeError",
@@ -182,19 +181,6 @@ def is_owned(folder):
 _MARKER_TEMP = re.compile(r"\." + re.escape(MARKER) + r"\.\d+\.[0-9a-f]{8}\.tmp")
 
 
-def _process_alive(pid):
-    """Whether process ``pid`` runs (a temporary file of a live writer is left alone)."""
-    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would end the process
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, owned by someone else
-        return True
-    return True
-
-
 def _mark(folder, what):
     from .frames import write_bytes_atomic
 
@@ -249,10 +235,7 @@ def own_folder(folder, what, *, adopt=None, check_only=False):
             raise FrameError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
     if not is_owned(folder):
         _mark(folder, what)
-        for name in os.listdir(folder):
-            if _MARKER_TEMP.fullmatch(name) and not _process_alive(int(name.split(".")[-3])):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(folder / name)
+        remove_stale_temp_files(folder, name=MARKER)
     return folder
 
 

@@ -653,8 +653,10 @@ def test_a_folder_killed_while_being_marked_is_still_the_engines(tmp_path):
     folder.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    stale = folder / f"..karwai-owned.{dead}.0123abcd.tmp"
-    live = folder / f"..karwai-owned.{os.getpid()}.89abcdef.tmp"
+    from engine.frames import _HOST_TAG
+
+    stale = folder / f"..karwai-owned.{dead}.{_HOST_TAG}0123.tmp"
+    live = folder / f"..karwai-owned.{os.getpid()}.{_HOST_TAG}89ab.tmp"
     stale.write_text("{")
     live.write_text("{")
     safety.own_folder(folder, "the cache folder")
