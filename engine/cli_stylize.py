@@ -111,15 +111,19 @@ def _check_out(path):
         raise ValueError(f"--out {path!r}: exists and is not a regular file (a folder, FIFO or device)")
 
 
-def _weights_read(method, params):
-    """The VGG19 weights file a torch method would read (for the path checks), or None."""
+def _weights_read(method, items):
+    """The VGG19 weights file a torch method would read (for the path checks), or None.
+
+    Read from the raw ``--param`` items: the paths are checked before the parameters
+    are parsed, which for a torch method needs torch itself."""
     from .stylizers import available_methods
 
     info = available_methods()[method]
     if not info.needs_torch:
         return None
-    if params.get("weights") is not None:
-        return params["weights"]
+    given = [text for name, _, text in (i.partition("=") for i in items) if name.strip() == "weights"]
+    if given:
+        return given[-1]
     if not info.available:
         return None
     from .stylizers.vgg import hub_weights_path
@@ -127,13 +131,13 @@ def _weights_read(method, params):
     return hub_weights_path()
 
 
-def _check_paths(args, params):
+def _check_paths(args):
     """Refuse an --out that is (or is a link to) the frame, the style image or the weights."""
     from .safety import check_clashes
 
     reads = [("the frame", args.frame, os.path.isdir(args.frame)),
              ("the style image (--style-image)", args.style_image, False),
-             ("the VGG19 weights", _weights_read(args.method, params), False)]
+             ("the VGG19 weights", _weights_read(args.method, args.param), False)]
     check_clashes(reads, [("--out", args.out, False)])
 
 
@@ -146,6 +150,7 @@ def run_stylize(args):
     bar = _Bar(args.method, disable=getattr(args, "quiet", False))
     try:
         _check_out(args.out)
+        _check_paths(args)  # before anything else can fail: a clash is the first thing to say
         params = _parse_params(args.method, args.param)
         if args.style_image is not None:
             if args.method not in _NEEDS_STYLE_IMAGE:
@@ -157,7 +162,6 @@ def run_stylize(args):
             raise ValueError(f"method '{args.method}' needs --style-image ART")
         if args.out.lower().endswith((".jpg", ".jpeg")) and args.method == "image":
             params.setdefault("alpha", "composite")
-        _check_paths(args, params)
         frame = read_image(args.frame, alpha=False)
         result = stylize(frame, method=args.method, progress=bar, **params)
         bar.close()
