@@ -176,7 +176,7 @@ def cmd_demo(args):
 
 def cmd_bench(args):
     if not args:
-        names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "common")
+        names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("common", "cases", "__init__"))
         sys.exit("usage: python build.py bench NAME [ARGS]; NAME is one of: " + ", ".join(names))
     name, rest = args[0], args[1:]
     script = ROOT / "benchmarks" / f"{name.replace('-', '_')}.py"  # bench neural-video

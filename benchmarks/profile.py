@@ -1,0 +1,160 @@
+"""Benchmark: where the time of one propagation goes, per stage and per frame.
+
+    python build.py bench profile [--case 640x360|1080p] [--style watercolor|strokes]
+
+Runs one case of ``benchmarks/cases.py`` in this process (after a tiny
+warm-up job that loads the numba kernels), with a timer wrapped around each
+stage's function: optical flow (forward and backward DIS, and the flow
+cache), guide building, each pyramid level of each pass (and inside it
+PatchMatch, patch errors, voting), blending, temporal smoothing, detail
+restoration, frame reading, pass-state files, PNG encoding and writing.
+Times are exclusive (a stage's time excludes the stages timed inside it), so
+the rows sum to the timed total; "untimed" is the rest of the wall time.
+Divided by the number of frames propagated (keys excluded).
+"""
+
+import argparse
+from collections import defaultdict
+import importlib
+from pathlib import Path
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)  # this file's folder would shadow the standard library's ``profile``
+
+from benchmarks import cases  # noqa: E402
+
+#: (module, attribute, stage label); a missing attribute is skipped, so the
+#: table survives code moving between modules. Labels with {level} are per level.
+TARGETS = [
+    ("engine.flow", "compute_flow", "flow: DIS (one direction)"),
+    ("engine.flow", "FlowCache.pair", "flow: cache (hash, store, load)"),
+    ("engine.guides", "edge_guide", "guides: edge"),
+    ("engine.guides", "advect_positions", "guides: positions"),
+    ("engine.guides", "temporal_guide", "guides: temporal"),
+    ("engine.guides", "positional_guide", "guides: positional"),
+    ("engine.propagation.job", "_advect_nnf", "guides: advect NNF"),
+    ("engine.synth", "_run_level", "synth: level {level}"),
+    ("engine.synth", "resize", "synth: pyramid resize"),
+    ("engine.synth", "_Features.__init__", "synth: feature rows"),
+    ("engine.synth.kernels", "patchmatch_sweep", "synth: PatchMatch sweeps"),
+    ("engine.synth.kernels", "nnf_error", "synth: patch errors"),
+    ("engine.synth.kernels", "occupancy", "synth: occupancy"),
+    ("engine.synth.kernels", "vote", "synth: voting"),
+    ("engine.synth.kernels", "write_style_padded", "synth: style rows"),
+    ("engine.synth.kernels", "changed_mask", "synth: freeze masks"),
+    ("engine.synth.kernels", "dilate", "synth: freeze masks"),
+    ("engine.propagation.blend", "weighted_blend", "blending"),
+    ("engine.propagation.blend", "crossfade", "blending"),
+    ("engine.propagation.blend", "choose_passes", "blending"),
+    ("engine.propagation.blend", "blend_passes", "blending"),
+    ("engine.propagation.refine", "smoothing_step", "temporal smoothing"),
+    ("engine.propagation.refine", "restore_detail", "detail restoration"),
+    ("engine.propagation.refine", "detail_ratio", "detail restoration"),
+    ("engine.frames", "_Source.read", "I/O: frame reading"),
+    ("engine.propagation.job", "_save", "I/O: pass-state files (write)"),
+    ("engine.propagation.job", "_load_sealed", "I/O: pass-state files (read)"),
+    ("engine.frames", "encode_image", "I/O: PNG encoding"),
+    ("engine.frames", "write_bytes_atomic", "I/O: atomic file writes"),
+]
+
+
+class Timers:
+    def __init__(self):
+        self.total = defaultdict(float)
+        self.calls = defaultdict(int)
+        self.stack = []
+
+    def wrap(self, fn, label):
+        timers = self
+
+        def timed(*args, **kwargs):
+            name = label
+            if "{level}" in label:
+                guides = args[1] if len(args) > 1 else None
+                warm = kwargs.get("guides_only_first", False)
+                shape = "x".join(map(str, guides.shape[:2][::-1])) if guides is not None else "?"
+                name = label.format(level=f"{shape} {'warm' if warm else 'cold/finer'}")
+            timers.stack.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                inner = timers.stack.pop()
+                timers.total[name] += spent - inner
+                timers.calls[name] += 1
+                if timers.stack:
+                    timers.stack[-1] += spent
+        timed.__wrapped__ = fn
+        return timed
+
+
+def install(timers):
+    """Wrap every target where it is defined and wherever it was imported by name."""
+    import engine  # noqa: F401
+    loaded = [m for name, m in list(sys.modules.items()) if name.startswith("engine")]
+    for module_name, attr, label in TARGETS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        owner, _, name = attr.rpartition(".")
+        holder = getattr(module, owner) if owner else module
+        original = getattr(holder, name, None)
+        if original is None:
+            continue
+        wrapped = timers.wrap(original, label)
+        setattr(holder, name, wrapped)
+        if owner:
+            continue
+        for other in loaded + [m for n, m in sys.modules.items() if n.startswith("engine")]:
+            if getattr(other, name, None) is original:
+                setattr(other, name, wrapped)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", default="640x360", choices=sorted(cases.CASES))
+    parser.add_argument("--style", default="watercolor", choices=("watercolor", "strokes"))
+    args = parser.parse_args(argv)
+    import engine.propagation.job  # noqa: F401  (every stage's module, before wrapping)
+    import engine.propagation.plan  # noqa: F401
+    import engine.propagation.blend  # noqa: F401
+    import engine.propagation.refine  # noqa: F401
+    import engine.synth  # noqa: F401
+    from engine import propagate
+
+    frames = cases.load_frames(args.case)
+    truth = cases.truths(frames, args.style)
+    keys = cases.keys_of(truth)
+    n_frames = len(frames) - len(keys)
+    with tempfile.TemporaryDirectory(prefix="kw-profile-") as tmp:
+        small = {n: frames[n][:64, :96].copy() for n in sorted(frames)[:3]}
+        cases.write_clip(small, Path(tmp) / "warm")
+        propagate(Path(tmp) / "warm", cases.keys_of(cases.truths(small, "watercolor")), out=Path(tmp) / "warm-out")
+        clip = cases.write_clip(frames, Path(tmp) / "clip")
+        timers = Timers()
+        install(timers)
+        t0 = time.perf_counter()
+        propagate(clip, keys, out=Path(tmp) / "out")
+        wall = time.perf_counter() - t0
+    timed = sum(timers.total.values())
+    print(f"=== profile {args.case} {args.style}: {len(frames)} frames, {n_frames} propagated, "
+          f"wall {wall:.1f} s = {wall / n_frames:.3f} s/frame")
+    print(f"{'stage':<44}{'calls':>7}{'s total':>9}{'s/frame':>9}{'share':>7}")
+    for name, seconds in sorted(timers.total.items(), key=lambda kv: -kv[1]):
+        print(f"{name:<44}{timers.calls[name]:>7}{seconds:>9.2f}{seconds / n_frames:>9.3f}"
+              f"{100 * seconds / wall:>6.1f}%")
+    print(f"{'sum of stages':<44}{'':>7}{timed:>9.2f}{timed / n_frames:>9.3f}{100 * timed / wall:>6.1f}%")
+    print(f"{'untimed (job logic, hashing, records...)':<44}{'':>7}{wall - timed:>9.2f}"
+          f"{(wall - timed) / n_frames:>9.3f}{100 * (wall - timed) / wall:>6.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
