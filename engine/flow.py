@@ -24,7 +24,10 @@ import json
 import math
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+import weakref
 
 import cv2
 import numpy as np
@@ -61,6 +64,9 @@ _ENTRY_NAME = re.compile(r"flow-[0-9a-f]{40}\.npy")
 _OWN_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\.flow-[0-9a-f]{40}\.npy\.\d+\.[0-9a-f]{8}\.tmp")
 #: Default size cap of a :class:`FlowCache` folder, in bytes (1 GiB).
 DEFAULT_MAX_BYTES = 1 << 30
+#: Memory a propagation job gives its :class:`FlowCache` (``memory_bytes``): a
+#: 640x360 pair takes 1.8 MB, a 1080p pair 16.6 MB.
+JOB_MEMORY_BYTES = 256 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,8 +276,30 @@ def compute_flow_pair(a, b, *, params=None):
     tuple of numpy.ndarray
         ``(forward, backward)``, each float32 (H, W, 2).
     """
-    dis = (params or FlowParams()).create()
-    return compute_flow(a, b, dis=dis), compute_flow(b, a, dis=dis)
+    params = params or FlowParams()
+    # DIS runs on one core (OpenCV 4.11's DISOpticalFlowImpl::calc parallelises
+    # little at this size) and releases the GIL, so the backward flow is computed
+    # on a second thread while this one computes the forward flow. Each
+    # direction has its own DIS object and calc() is given no initial flow, so
+    # the values are those of computing them one after the other.
+    backward = _flow_pool().submit(compute_flow, b, a, dis=params.create())
+    try:
+        forward = compute_flow(a, b, dis=params.create())
+    finally:
+        backward_flow = backward.result()
+    return forward, backward_flow
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _flow_pool():
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="karwai-flow")
+        return _POOL
 
 
 def identity_grid(h, w):
@@ -463,11 +491,37 @@ def motion_boundary_mask(flow, *, alpha=0.01, beta=0.002):
 # cache
 
 
+#: Content hashes of read-only frames, by id, while the frame lives (see _content_hash).
+_HASHES = {}
+_HASHES_LOCK = threading.Lock()
+
+
 def _content_hash(image):
+    # A frame that owns its pixels and is read-only (as every frame source's
+    # frames are, frames._freeze) is hashed once: each flow request names two
+    # frames, and hashing a 1080p frame takes milliseconds. The entry goes when
+    # the frame is collected, so a new array at the same id is hashed afresh.
+    frozen = image.base is None and not image.flags.writeable
+    if frozen:
+        with _HASHES_LOCK:
+            entry = _HASHES.get(id(image))
+        if entry is not None and entry[0]() is image:
+            return entry[1]
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr((image.shape, str(image.dtype))).encode())
     digest.update(np.ascontiguousarray(image).data)
-    return digest.hexdigest()
+    value = digest.hexdigest()
+    if frozen:
+        key = id(image)
+
+        def forget(_, key=key):
+            with _HASHES_LOCK:
+                entry = _HASHES.get(key)
+                if entry is not None and entry[0]() is None:
+                    del _HASHES[key]
+        with _HASHES_LOCK:
+            _HASHES[key] = (weakref.ref(image, forget), value)
+    return value
 
 
 class FlowCache:
@@ -500,13 +554,22 @@ class FlowCache:
         Size cap of the folder's cache files (default :data:`DEFAULT_MAX_BYTES`);
         ``0`` keeps nothing on disk, ``None`` means no cap.
 
+    memory_bytes : int, optional
+        Also keep up to this many bytes of pairs in memory (float16, as on
+        disk; least recently used dropped first), so that the passes, blending
+        and smoothing of a span, which ask for each pair several times, read
+        and check it once. Default 0: nothing is kept in memory, every request
+        reads the folder. An entry in memory is one that was computed here or
+        passed its checksum when loaded.
+
     Attributes
     ----------
     hits, misses, evictions : int
-        Counts of pairs loaded from disk, computed, and removed to honour the cap.
+        Counts of pairs found (in memory or on disk), computed, and removed from
+        the folder to honour the cap.
     """
 
-    def __init__(self, cache_dir, *, params=None, max_bytes=DEFAULT_MAX_BYTES):
+    def __init__(self, cache_dir, *, params=None, max_bytes=DEFAULT_MAX_BYTES, memory_bytes=0):
         if max_bytes is not None:
             if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
                 raise ValueError(f"max_bytes must be a non-negative integer or None, got {max_bytes!r}")
@@ -522,6 +585,20 @@ class FlowCache:
         self.damaged = 0
         self._salt = f"{CACHE_FORMAT}|{cv2.__version__}|{self.params.cache_key()}"
         self._bytes = sum(size for _, size, _ in self._entries())
+        if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, (int, np.integer)) or memory_bytes < 0:
+            raise ValueError(f"memory_bytes must be a non-negative integer, got {memory_bytes!r}")
+        self.memory_bytes = int(memory_bytes)
+        self._memory = {}  # key -> float16 (2, H, W, 2), least recently used first
+
+    def _remember(self, key, data):
+        if data.nbytes > self.memory_bytes:
+            return
+        self._memory.pop(key, None)
+        self._memory[key] = data
+        total = sum(d.nbytes for d in self._memory.values())
+        while total > self.memory_bytes:
+            oldest = next(iter(self._memory))
+            total -= self._memory.pop(oldest).nbytes
 
     def key(self, a, b):
         """str: the cache key of the ordered pair ``(a, b)``."""
@@ -585,6 +662,7 @@ class FlowCache:
         cache entries; anything else in it stays, and so does the folder.
         """
         remove_owned(self.cache_dir, _ENTRY_NAME)
+        self._memory.clear()
         self._bytes = sum(size for _, size, _ in self._entries())
 
     def _load(self, path, shape):
@@ -621,7 +699,14 @@ class FlowCache:
         """
         if a.shape[:2] != b.shape[:2]:
             raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
-        path = self.path_for(a, b)
+        key = self.key(a, b)
+        path = self.cache_dir / f"flow-{key}.npy"
+        data = self._memory.pop(key, None)
+        if data is not None:
+            self.hits += 1
+            self._memory[key] = data  # the most recently used
+            flows = data.astype(np.float32)
+            return flows[0], flows[1]
         data = self._load(path, a.shape[:2]) if os.path.lexists(path) else None
         if data is not None:
             self.hits += 1
@@ -644,5 +729,7 @@ class FlowCache:
                 write_bytes_atomic(path, blob)
                 self._bytes += len(blob) - old
                 self._trim(keep=path)
+        if self.memory_bytes:
+            self._remember(key, data)
         flows = data.astype(np.float32)
         return flows[0], flows[1]

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from ..flow import FlowCache, warp
+from ..flow import JOB_MEMORY_BYTES, FlowCache, warp
 from ..frames import (FrameError, check_output_dir, encode_image, open_frames, read_image, read_regular_file,
                       remove_stale_temp_files, write_bytes_atomic)
 from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
@@ -64,6 +64,13 @@ _WORK_FILES = re.compile(r"(?:fwd|bwd)_state\.npz|(?:fwd|bwd|pass|smooth)_-?[0-9
 _OWN_WORK_NAMES = re.compile(r"[0-9a-f]{24}|[0-9a-f]{12}-[0-9a-f]{24}")
 _OWN_FLOW_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\..+\.[0-9]+\.[0-9a-f]{8}\.tmp")
 _OWN_CACHE_NAMES = re.compile(r"flow|work|keys")
+#: Decoded frames a job keeps in memory: a span's passes, blending and
+#: finishing read each frame several times (256 MB: 40 frames at 1080p).
+FRAME_CACHE_BYTES = 256 << 20
+#: Memory the finishing of a span may keep its intermediates in (beyond it, the work folder).
+FINISH_MEMORY_BYTES = 256 << 20
+#: Longest time between two saves of a pass's state (see _single_pass).
+STATE_SAVE_SECONDS = 10.0
 #: Default size cap of the flow cache, in MB.
 DEFAULT_CACHE_LIMIT_MB = 1024
 
@@ -309,7 +316,7 @@ def _open_source(frames):
     if hasattr(frames, "frame_numbers") and hasattr(frames, "read") and hasattr(frames, "name_for"):
         return frames, False
     if isinstance(frames, (str, os.PathLike)):
-        return open_frames(as_path("frames", frames)), True
+        return open_frames(as_path("frames", frames), cache_bytes=FRAME_CACHE_BYTES), True
     raise ParameterTypeError(
         f"frames must be a folder or video path, or a source from open_frames, got {type(frames).__name__}")
 
@@ -372,7 +379,7 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
         elif not cache.exists():
             own_folder(cache, "the cache folder")  # made here, so removed here once empty
         flow_cache = FlowCache(own_folder(cache / "flow", "the flow cache"), params=settings.flow_params,
-                               max_bytes=max_bytes)
+                               max_bytes=max_bytes, memory_bytes=JOB_MEMORY_BYTES)
         work_root = own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES)
         work_prefix = hashlib.sha256(str(Path(os.path.realpath(out))).encode()).hexdigest()[:12]
         from .plan import KEY_FILES, TaskEnv, make_plan, run_plan
@@ -581,13 +588,30 @@ def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error):
     for n in order[:start]:
         _load_sealed(work / f"{prefix}_{n}.npz")  # what the resume keeps must be intact
     ctx.done += start
-    for n in order[start:]:
-        result, state, _ = one_pass.step(state, n)
-        arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
-        _save(work / f"{prefix}_{n}.npz", **arrays)
-        _save(state_path, **state)
-        ctx.done += 1
-        ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
+    # The state (several MB a frame) is saved after the first frame, then at
+    # most every STATE_SAVE_SECONDS, after the last, and when the pass stops
+    # early (a cancel): a kill loses at most that much work, and a resume
+    # recomputes the frames after the saved state to the same bytes.
+    saved_at = None
+    unsaved = False
+    try:
+        for n in order[start:]:
+            result, state, _ = one_pass.step(state, n)
+            arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
+            _save(work / f"{prefix}_{n}.npz", **arrays)
+            unsaved = True
+            if saved_at is None or n == order[-1] or time.monotonic() - saved_at >= STATE_SAVE_SECONDS:
+                _save(state_path, **state)
+                saved_at, unsaved = time.monotonic(), False
+            ctx.done += 1
+            ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
+    except BaseException:
+        if unsaved:
+            try:
+                _save(state_path, **state)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+        raise
     return len(order) - start
 
 
@@ -632,8 +656,34 @@ def finish_span(ctx, span, work, fp):
     strength = float(settings.temporal_smoothing)
     frames = list(span.frames)
 
-    def pass_image(n):
-        return _load_sealed(work / f"pass_{n}.npz")["image"]
+    # What the forward sweep leaves for the backward one (the pass images and
+    # the forward results) stays in memory while it fits in FINISH_MEMORY_BYTES,
+    # and goes to the work folder beyond that: each is then read once, not twice.
+    kept = {}
+    kept_bytes = 0
+
+    def keep(name, **arrays):
+        nonlocal kept_bytes
+        size = sum(a.nbytes for a in arrays.values())
+        if kept_bytes + size <= FINISH_MEMORY_BYTES:
+            kept[name] = arrays
+            kept_bytes += size
+        else:
+            _save(work / name, **arrays)
+
+    def kept_or_load(name):
+        return kept.pop(name, None) or _load_sealed(work / name)
+
+    def pass_image(n, first):
+        nonlocal kept_bytes
+        name = f"pass_{n}.npz"
+        if not first:
+            return kept_or_load(name)["image"]
+        image = _load_sealed(work / name)["image"]
+        if strength != 0.0 and kept_bytes + image.nbytes <= FINISH_MEMORY_BYTES:
+            kept[name] = {"image": image}  # on disk already: kept in memory or not at all
+            kept_bytes += image.nbytes
+        return image
 
     def smooth(n, image, neighbour, neighbour_image):
         if neighbour is None or strength == 0.0:
@@ -641,13 +691,14 @@ def finish_span(ctx, span, work, fp):
         to_neighbour, from_neighbour = ctx.flows(n, neighbour)
         return refine.smoothing_step(image, neighbour_image, to_neighbour, from_neighbour, strength=strength)
 
-    # Forward in time; the results wait on disk for the backward sweep.
+    # Forward in time; the results wait (as float16) for the backward sweep.
+    # Without smoothing both sweeps give the pass image itself: none is run.
     neighbour = span.key_a
     previous = None if neighbour is None else ctx.keys[neighbour]
-    for n in frames:
+    for n in frames if strength != 0.0 else ():
         ctx.check_cancel()
-        previous = smooth(n, pass_image(n), neighbour, previous)
-        _save(work / f"smooth_{n}.npz", image=previous.astype(np.float16))
+        previous = smooth(n, pass_image(n, True), neighbour, previous)
+        keep(f"smooth_{n}.npz", image=previous.astype(np.float16))
         neighbour = n
 
     ratios = {k: refine.detail_ratio(ctx.keys[k], ctx.source.read(k)) for k in (span.key_a, span.key_b)
@@ -656,9 +707,12 @@ def finish_span(ctx, span, work, fp):
     following = None if neighbour is None else ctx.keys[neighbour]
     for n in reversed(frames):
         ctx.check_cancel()
-        following = smooth(n, pass_image(n), neighbour, following)
+        following = smooth(n, pass_image(n, strength == 0.0), neighbour, following)
         neighbour = n
-        image = (_load_sealed(work / f"smooth_{n}.npz")["image"].astype(np.float32) + following) * np.float32(0.5)
+        if strength == 0.0:
+            image = following  # (x + x) / 2 in float32: the forward sweep's result, the pass image, exactly
+        else:
+            image = (kept_or_load(f"smooth_{n}.npz")["image"].astype(np.float32) + following) * np.float32(0.5)
         if ratios:
             if len(ratios) == 2:
                 t = (n - span.key_a) / float(span.key_b - span.key_a)

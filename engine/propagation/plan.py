@@ -41,7 +41,7 @@ import numpy as np
 
 from ..frames import FrameError, open_frames, read_image, remove_stale_temp_files, write_bytes_atomic, \
     write_frame_atomic
-from ..flow import FlowCache
+from ..flow import JOB_MEMORY_BYTES, FlowCache
 from ..guides import GuideWeights, open_masks
 from ..safety import own_folder
 from .settings import ALGORITHM_VERSION, JobSettings
@@ -494,7 +494,9 @@ class TaskEnv:
             if not source_path.exists():
                 raise PlanError(f"{source_path}: source frames not found on this machine (the plan "
                                 f"{plan.path} refers to them; is the shared folder mounted here?)")
-            source = open_frames(source_path)
+            from .job import FRAME_CACHE_BYTES
+
+            source = open_frames(source_path, cache_bytes=FRAME_CACHE_BYTES)
         self.source = source
         if list(source.frame_numbers) != data["source"]["frames"] or list(source.size) != data["source"]["size"]:
             raise PlanError(f"{getattr(source, 'path', 'the source')}: the frames differ from those the plan "
@@ -508,7 +510,8 @@ class TaskEnv:
         if flow_cache is None:
             limit = data["options"]["cache_limit_mb"]
             flow_cache = FlowCache(plan.cache / "flow", params=settings.flow_params,
-                                   max_bytes=None if limit is None else int(float(limit) * (1 << 20)))
+                                   max_bytes=None if limit is None else int(float(limit) * (1 << 20)),
+                                   memory_bytes=JOB_MEMORY_BYTES)
         if names is None:
             names = {n: source.name_for(n) for n in source.frame_numbers}
         if total is None:
