@@ -151,6 +151,29 @@ def test_warm_start_keeps_a_good_match_and_is_cheaper():
     assert warm_work < cold_work and warm_schedule.start_level > 0
 
 
+def test_reuse_gives_the_same_output_and_follows_new_sources():
+    h, w = 48, 64
+    big = _texture(h + 10, w + 10, seed=11)
+    source = big[5:5 + h, 5:5 + w]
+    style = _stylize(source)
+    other_style = _stylize(big[:h, :w])
+    reuse = {}
+    for dx in (1, 2, 3):
+        target = big[5:5 + h, 5 + dx:5 + dx + w]
+        for st in (style, other_style, style):  # other source arrays: prepared afresh
+            kw = dict(guide_weights=[6.0, 1.0], seed=dx)
+            plain = synthesize(st, [source, style], [target, target], **kw)
+            again = synthesize(st, [source, style], [target, target], reuse=reuse, **kw)
+            warm = synthesize(st, [source, style], [target, target], init_nnf=plain.nnf, **kw)
+            warm_again = synthesize(st, [source, style], [target, target], init_nnf=plain.nnf, reuse=reuse, **kw)
+            for a, b in ((plain, again), (warm, warm_again)):
+                np.testing.assert_array_equal(a.image, b.image)
+                np.testing.assert_array_equal(a.nnf, b.nnf)
+                np.testing.assert_array_equal(a.error, b.error)
+    with pytest.raises(ValueError, match="reuse must be a dict"):
+        synthesize(style, [source], [source], guide_weights=[1.0], reuse=[])
+
+
 def test_explicit_iterations_override_the_warm_schedule():
     schedule = make_schedule(4, warm=True, search_vote_iters=3, patchmatch_iters=5)
     assert set(schedule.search_vote_iters) == {3} and set(schedule.patchmatch_iters) == {5}

@@ -520,6 +520,7 @@ class _Pass:
         self.source_guides = [key_frame, edge_guide(key_frame),
                               _positional(keyframe_positions(h, w), (h, w)), style]
         self.weights = [weights.colour, weights.edge, weights.positional, weights.temporal]
+        self.synth_reuse = {}  # the key's side of the synthesis, prepared once per pass
 
     def initial_state(self):
         h, w = self.style.shape[:2]
@@ -541,7 +542,7 @@ class _Pass:
         target_guides = [frame, edge_guide(frame), _positional(positions, self.style.shape[:2]), temporal]
         result = synthesize(self.style, self.source_guides, target_guides, guide_weights=self.weights,
                             style_weight=ctx.settings.weights.style, init_nnf=_advect_nnf(state["nnf"], to_prev),
-                            seed=_frame_seed(ctx.settings.seed, self.key_number, n),
+                            seed=_frame_seed(ctx.settings.seed, self.key_number, n), reuse=self.synth_reuse,
                             **ctx.settings.synth_params)
         new_state = {"n": n, "image": result.image, "nnf": result.nnf, "positions": positions}
         return result, new_state, to_prev

@@ -69,7 +69,7 @@ class Schedule:
 def synthesize(style, source_guides, target_guides, *, guide_weights, style_weight=1.0,
                patch_size=5, pyramid_levels=None, search_vote_iters=None,
                patchmatch_iters=None, uniformity=3500.0, extra_pass_3x3=False,
-               init_nnf=None, vote="plain", vote_radius=None, seed=0):
+               init_nnf=None, vote="plain", vote_radius=None, seed=0, reuse=None):
     """Synthesize the target's style from an exemplar, guided by paired guides.
 
     Parameters
@@ -118,6 +118,13 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
     seed : int
         Seed of the explicit random state. The output is identical for the
         same seed, on any number of threads.
+    reuse : dict, optional
+        A dict of the caller's, empty at first, passed again with every call
+        that has the same ``style`` and ``source_guides`` (the same array
+        objects, unchanged), e.g. each frame of a propagation pass. The
+        source side (checks, weighted and padded feature rows) is prepared
+        once into it instead of on every call; the output is the same. Given
+        other array objects it starts afresh.
 
     Returns
     -------
@@ -153,8 +160,22 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
     .. [3] Barnes et al., "PatchMatch: A Randomized Correspondence Algorithm
            for Structural Image Editing", ACM TOG 28(3), 2009.
     """
-    style = _check_image(style, "style")
-    source_guides, target_guides = _check_guides(style, source_guides, target_guides)
+    if reuse is not None and not isinstance(reuse, dict):
+        raise ValueError(f"reuse must be a dict, got {type(reuse).__name__}")
+    sources = (style, *source_guides) if hasattr(source_guides, "__len__") else None
+    known = (reuse is not None and sources is not None and len(reuse.get("sources", ())) == len(sources)
+             and all(a is b for a, b in zip(reuse["sources"], sources)))
+    if known:
+        style = reuse["style"]
+        source_guides, target_guides = _check_guides(style, reuse["source_guides"], target_guides,
+                                                     check_sources=False)
+    else:
+        style = _check_image(style, "style")
+        source_guides, target_guides = _check_guides(style, source_guides, target_guides)
+        if reuse is not None:
+            reuse.clear()
+            reuse.update(sources=sources, style=style, source_guides=source_guides)
+    prepared = reuse if reuse is not None else {}
     weights = _check_weights(guide_weights, len(source_guides))
     style_weight = _check_nonneg_float(style_weight, "style_weight")
     uniformity = _check_nonneg_float(uniformity, "uniformity")
@@ -186,14 +207,15 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
                              patchmatch_iters=patchmatch_iters)
     rng = np.random.Generator(np.random.PCG64(seed))
 
-    style_f = style.astype(np.float32)
     channel_weights = [style_weight / style.shape[2]] * style.shape[2]
     for w, g in zip(weights, source_guides):
         channel_weights += [w / g.shape[2]] * g.shape[2]
     sqrt_w = np.sqrt(np.asarray(channel_weights, np.float32))
-    src_full = np.concatenate([style_f] + [g.astype(np.float32) for g in source_guides], axis=2)
+    src_full = prepared.get("src_full")
+    if src_full is None:
+        src_full = prepared["src_full"] = np.concatenate(
+            [style.astype(np.float32)] + [g.astype(np.float32) for g in source_guides], axis=2)
     tgt_guides_full = np.concatenate([g.astype(np.float32) for g in target_guides], axis=2)
-    del style_f
 
     nnf = None
     image = None
@@ -213,18 +235,21 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
             radius_cap = max(s_hw)
         else:
             radius_cap = FINE_SEARCH_RADIUS
+        src_level = prepared.get(("src", s_hw))
+        if src_level is None:
+            src_level = prepared[("src", s_hw)] = resize(src_full, s_hw)
         image, nnf, error = _run_level(
-            resize(src_full, s_hw), resize(tgt_guides_full, t_hw), style.shape[2], sqrt_w,
+            src_level, resize(tgt_guides_full, t_hw), style.shape[2], sqrt_w,
             nnf, patch_size, uniformity,
             schedule.search_vote_iters[level], schedule.patchmatch_iters[level],
             radius_cap, vote == "weighted", vote_radius, rng,
-            guides_only_first=init_nnf is not None and level == schedule.start_level)
+            guides_only_first=init_nnf is not None and level == schedule.start_level, prepared=prepared)
 
     if extra_pass_3x3:
         image, nnf, error = _run_level(
             src_full, tgt_guides_full, style.shape[2], sqrt_w, nnf, 3, 0.0,
             2, schedule.patchmatch_iters[-1], FINE_SEARCH_RADIUS, vote == "weighted",
-            max(1, 1 + vote_radius - patch_size // 2), rng)
+            max(1, 1 + vote_radius - patch_size // 2), rng, prepared=prepared)
 
     if style.dtype == np.uint8:
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
@@ -265,14 +290,21 @@ def make_schedule(levels, *, warm, search_vote_iters=None, patchmatch_iters=None
 class _Features:
     """Source and padded target feature rows of one level (see ``kernels``)."""
 
-    def __init__(self, src_img, tgt_guides, n_style, sqrt_w, patch):
+    def __init__(self, src_img, tgt_guides, n_style, sqrt_w, patch, prepared=None, name=None):
         r = patch // 2
         hs, ws, channels = src_img.shape
         ht, wt = tgt_guides.shape[:2]
         self.channels = channels
         self.patch = patch
-        self.src = np.pad(src_img * sqrt_w, ((r, r), (r, r), (0, 0)), mode="edge").reshape(
-            hs + 2 * r, (ws + 2 * r) * channels)
+        # The source rows depend only on the source, the weights and the patch:
+        # prepared once per ``reuse`` dict (see synthesize).
+        key = ("features", name, (hs, ws), patch, sqrt_w.tobytes())
+        self.src = None if prepared is None else prepared.get(key)
+        if self.src is None:
+            self.src = np.pad(src_img * sqrt_w, ((r, r), (r, r), (0, 0)), mode="edge").reshape(
+                hs + 2 * r, (ws + 2 * r) * channels)
+            if prepared is not None:
+                prepared[key] = self.src
         self.tgt = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
         self.tgt.reshape(ht + 2 * r, wt + 2 * r, channels)[:, :, n_style:] = np.pad(
             tgt_guides * sqrt_w[n_style:], ((r, r), (r, r), (0, 0)), mode="edge")
@@ -285,7 +317,7 @@ class _Features:
 
 def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
                n_search_vote, n_patchmatch, radius_cap, weighted, vote_radius, rng,
-               guides_only_first=False):
+               guides_only_first=False, prepared=None):
     """Search/vote iterations on one pyramid level. Returns (image, nnf, error).
 
     With ``guides_only_first`` the first search ignores the style term: on a
@@ -294,7 +326,11 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
     """
     hs, ws = src_img.shape[:2]
     ht, wt = tgt_guides.shape[:2]
-    style_src = np.ascontiguousarray(src_img[:, :, :n_style])
+    style_src = None if prepared is None else prepared.get(("style_src", hs, ws))
+    if style_src is None:
+        style_src = np.ascontiguousarray(src_img[:, :, :n_style])
+        if prepared is not None:
+            prepared[("style_src", hs, ws)] = style_src
     full = None
     omega_best = (ht * wt) / float(hs * ws) * patch * patch
     occ_scale = np.float32(uniformity / (patch * patch * omega_best))
@@ -310,10 +346,10 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
     for it in range(n_search_vote):
         guides_only = it == 0 and guides_only_first
         if guides_only:
-            feats = _Features(src_img[:, :, n_style:], tgt_guides, 0, sqrt_w[n_style:], patch)
+            feats = _Features(src_img[:, :, n_style:], tgt_guides, 0, sqrt_w[n_style:], patch, prepared, "guides")
         else:
             if full is None:
-                full = _Features(src_img, tgt_guides, n_style, sqrt_w, patch)
+                full = _Features(src_img, tgt_guides, n_style, sqrt_w, patch, prepared, "full")
             feats = full
             feats.set_style(image)
         # Frozen pixels are skipped by the search, so their error is not needed.
@@ -342,7 +378,7 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
     if full is None:
         # Only a guides-only search ran: its errors are exact for the guides,
         # so add just the style term against the final image.
-        style_only = _Features(style_src, tgt_guides[:, :, :0], n_style, sqrt_w[:n_style], patch)
+        style_only = _Features(style_src, tgt_guides[:, :, :0], n_style, sqrt_w[:n_style], patch, prepared, "style")
         style_only.set_style(image)
         style_err = np.empty_like(err)
         kernels.nnf_error(style_only.src, style_only.tgt, nnf, patch, n_style, everywhere, style_err)
@@ -405,7 +441,7 @@ def _check_image(image, name):
     return image
 
 
-def _check_guides(style, source_guides, target_guides):
+def _check_guides(style, source_guides, target_guides, *, check_sources=True):
     for name, guides in (("source_guides", source_guides), ("target_guides", target_guides)):
         if isinstance(guides, np.ndarray) or not hasattr(guides, "__len__"):
             raise ValueError(f"{name} must be a list of HxWxC arrays, one per guide")
@@ -418,7 +454,8 @@ def _check_guides(style, source_guides, target_guides):
     src_out, tgt_out = [], []
     target_hw = None
     for i, (s, t) in enumerate(zip(source_guides, target_guides)):
-        s = _check_image(s, f"source_guides[{i}]")
+        if check_sources:
+            s = _check_image(s, f"source_guides[{i}]")
         t = _check_image(t, f"target_guides[{i}]")
         if s.shape[:2] != style.shape[:2]:
             raise ValueError(
