@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+import resource
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,13 @@ def worker(argv):
     threads = os.environ.get("KW_BENCH_THREADS")
     if threads:
         cv2.setNumThreads(int(threads))
+    # The engine of the tree being timed, not of the tree this script is in.
+    sys.path.insert(0, os.environ["KW_BENCH_TREE"])
     from engine import propagate
-    from benchmarks.common import peak_rss_mb
+    import engine
+
+    if Path(engine.__file__).resolve().parents[1] != Path(os.environ["KW_BENCH_TREE"]).resolve():
+        sys.exit(f"bench speed: imported {engine.__file__}, not the engine of {os.environ['KW_BENCH_TREE']}")
 
     with np.load(keys_file) as data:
         keys = {int(k): data[k] for k in data.files}
@@ -61,12 +67,13 @@ def worker(argv):
     t1 = time.perf_counter()
     result = propagate(clip, keys, out=Path(out) / "frames")
     t2 = time.perf_counter()
-    print(json.dumps({"seconds": t2 - t1, "warmup": t1 - t0, "rss": peak_rss_mb(),
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform != "darwin" else 1 << 20)
+    print(json.dumps({"seconds": t2 - t1, "warmup": t1 - t0, "rss": rss,
                       "frames": [str(p) for p in result.frames]}))
 
 
 def run_child(tree, clip, keys_file, out, warm, *, threads=None, cache_dir=None):
-    env = dict(os.environ, PYTHONPATH=str(tree))
+    env = dict(os.environ, PYTHONPATH=str(tree), KW_BENCH_TREE=str(tree))
     if threads:
         env["NUMBA_NUM_THREADS"] = str(threads)
         env["KW_BENCH_THREADS"] = str(threads)
