@@ -589,6 +589,8 @@ class FlowCache:
             raise ValueError(f"memory_bytes must be a non-negative integer, got {memory_bytes!r}")
         self.memory_bytes = int(memory_bytes)
         self._memory = {}  # key -> float16 (2, H, W, 2), least recently used first
+        # The two passes of a span may ask for pairs from two threads at once.
+        self._lock = threading.RLock()
 
     def _remember(self, key, data):
         if data.nbytes > self.memory_bytes:
@@ -699,6 +701,10 @@ class FlowCache:
         """
         if a.shape[:2] != b.shape[:2]:
             raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
+        with self._lock:
+            return self._pair(a, b)
+
+    def _pair(self, a, b):
         key = self.key(a, b)
         path = self.cache_dir / f"flow-{key}.npy"
         data = self._memory.pop(key, None)

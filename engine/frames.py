@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from pathlib import Path
 
 import cv2
@@ -476,6 +477,9 @@ class _Source:
         self.path = Path(path)
         self._cache = _FrameCache(cache_size)
         self._size = None
+        # Reads may come from two threads at once (a span's two passes): the
+        # cache and a video's decoder position are shared.
+        self._lock = threading.RLock()
 
     @property
     def frame_numbers(self):
@@ -516,10 +520,11 @@ class _Source:
 
     def _get(self, n):
         n = self._check_number(n)
-        item = self._cache.get(n)
-        if item is None:
-            item = self._decode_frame(n)
-            self._cache.put(n, item)
+        with self._lock:
+            item = self._cache.get(n)
+            if item is None:
+                item = self._decode_frame(n)
+                self._cache.put(n, item)
         return item
 
     def read(self, n):
@@ -943,7 +948,10 @@ def open_frames(path, *, cache_size=None, cache_bytes=None):
     else:
         source = VideoSource(path, cache_size=8 if cache_size is None else cache_size)
     if cache_bytes is not None:
-        source._cache = _FrameCache(len(source) if cache_size is None else cache_size, max_bytes=int(cache_bytes))
+        # As many frames as fit (a video's backward jump decodes a block this long).
+        h, w = source.size
+        fit = max(source._cache.capacity, int(cache_bytes) // max(1, h * w * 4))
+        source._cache = _FrameCache(fit if cache_size is None else cache_size, max_bytes=int(cache_bytes))
     return source
 
 

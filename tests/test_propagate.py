@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -366,3 +367,44 @@ def test_engine_propagate_is_the_function_whatever_was_imported_first(tmp_path):
     result = engine.propagate(tmp_path / "in", {1: style(frames[1])}, out=tmp_path / "out")
     assert len(result.frames) == 3
     assert engine.propagation.JobSettings is JobSettings
+
+
+# ---------------------------------------------------------------------------
+# Threads
+
+
+_THREADS_SCRIPT = """
+import hashlib, sys, cv2
+sys.path.insert(0, {root!r})
+from pathlib import Path
+import numba
+from engine import propagate
+from engine.propagation import side_by_side
+keys = {{n: cv2.imread(str(p))[:, :, ::-1].copy() for n, p in (({k1}, {p1!r}), ({k2}, {p2!r}))}}
+result = propagate({clip!r}, keys, out={out!r})
+h = hashlib.sha256()
+for p in result.frames:
+    h.update(Path(p).read_bytes())
+print(side_by_side.pass_threads(), h.hexdigest())
+"""
+
+
+def test_the_output_does_not_depend_on_the_thread_count_and_passes_run_side_by_side(tmp_path):
+    import subprocess
+    import sys
+
+    frames = make_clip(tmp_path / "in", n=8)
+    for k in (2, 7):
+        write_frame_atomic(tmp_path / f"key{k}.png", style(frames[k]))
+    results = {}
+    for threads in ("1", "2"):
+        script = _THREADS_SCRIPT.format(root=str(Path(__file__).resolve().parents[1]), k1=2, k2=7,
+                                        p1=str(tmp_path / "key2.png"), p2=str(tmp_path / "key7.png"),
+                                        clip=str(tmp_path / "in"), out=str(tmp_path / f"out{threads}"))
+        proc = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, NUMBA_NUM_THREADS=threads),
+                              capture_output=True, text=True, check=True)
+        results[threads] = proc.stdout.split()
+    assert results["1"][0] == "1"  # one numba thread: one pass at a time
+    # Two threads: side by side where numba's threading layer allows it (omp or tbb).
+    assert results["2"][0] in ("1", "2")
+    assert results["1"][1] == results["2"][1]

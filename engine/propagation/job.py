@@ -31,6 +31,7 @@ import json
 import os
 from pathlib import Path
 import re
+import threading
 import time
 import warnings
 
@@ -479,6 +480,12 @@ class _Context:
         self.progress = progress
         self.total = total
         self.done = 0
+        self._done_lock = threading.Lock()
+
+    def advance(self, units):
+        """Count ``units`` of work done (the two passes of a span may run on two threads)."""
+        with self._done_lock:
+            self.done += units
 
     def check_cancel(self):
         if self.cancel is not None and self.cancel.is_set():
@@ -565,10 +572,11 @@ def run_pass(ctx, span, direction, work):
     prefix = direction if between else "pass"
     state_path = work / f"{direction}_state.npz"
     one_pass = _Pass(ctx, key)
-    done = ctx.done
     for attempt in range(2):
+        counted = []  # what this pass added to ctx.done, taken back on a retry
         try:
-            return _single_pass(ctx, one_pass, order, work, state_path, prefix=prefix, keep_error=between)
+            return _single_pass(ctx, one_pass, order, work, state_path, prefix=prefix, keep_error=between,
+                                counted=counted)
         except _DamagedState as exc:
             if attempt:
                 raise FrameError(f"{exc.path}: pass state damaged again right after being written "
@@ -580,15 +588,16 @@ def run_pass(ctx, span, direction, work):
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
-            ctx.done = done
+            ctx.advance(-sum(counted))
 
 
-def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error):
+def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error, counted):
     state = _load_state(state_path, order) or one_pass.initial_state()
     start = 0 if state["n"] == one_pass.key_number else order.index(state["n"]) + 1
     for n in order[:start]:
         _load_sealed(work / f"{prefix}_{n}.npz")  # what the resume keeps must be intact
-    ctx.done += start
+    ctx.advance(start)
+    counted.append(start)
     # The state (several MB a frame) is saved after the first frame, then at
     # most every STATE_SAVE_SECONDS, after the last, and when the pass stops
     # early (a cancel): a kill loses at most that much work, and a resume
@@ -604,7 +613,8 @@ def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error):
             if saved_at is None or n == order[-1] or time.monotonic() - saved_at >= STATE_SAVE_SECONDS:
                 _save(state_path, **state)
                 saved_at, unsaved = time.monotonic(), False
-            ctx.done += 1
+            ctx.advance(1)
+            counted.append(1)
             ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
     except BaseException:
         if unsaved:

@@ -617,7 +617,7 @@ def run_task_status(plan, task_id, *, env=None, env_factory=None, on_wait=None):
     with TaskLock(tasks_dir / f"{task_id}.lock", on_wait=on_wait):
         if not _needed(plan, task):
             if env is not None:
-                env.ctx.done += task["units"].get("pass", 0)
+                env.ctx.advance(task["units"].get("pass", 0))
             return 0, False
         if env is None:
             env = env_factory() if env_factory is not None else TaskEnv(plan)
@@ -760,9 +760,30 @@ def run_plan(plan, *, env=None, skip_flow=False, after_task=None):
     env = env or TaskEnv(plan)
     per_span = {}
     skipped = 0
-    for task in plan.tasks:
-        if task["kind"] == "flow" and skip_flow:
+    tasks = [t for t in plan.tasks if not (t["kind"] == "flow" and skip_flow)]
+    side_by_side = None
+    ran_beside = set()
+    for i, task in enumerate(tasks):
+        if task["id"] in ran_beside:
             continue
+        pair = tasks[i + 1] if i + 1 < len(tasks) else None
+        if (task["kind"] == "fwd" and pair is not None and pair["kind"] == "bwd" and pair["span"] == task["span"]
+                and _needed(plan, task) and _needed(plan, pair)):
+            from .side_by_side import pass_threads, run_side_by_side
+
+            if side_by_side is None:
+                side_by_side = pass_threads() > 1
+            if side_by_side:
+                # The span's work folder is made (and marked) here, not by both threads at once.
+                env.check_sources(_chain(_span_of(task)))
+                _work_dir(plan, task)
+                counts = run_side_by_side([lambda t=t: run_task(plan, t["id"], env=env) for t in (task, pair)])
+                ran_beside.add(pair["id"])
+                for t, n in zip((task, pair), counts):
+                    per_span[t["span"]] = max(per_span.get(t["span"], 0), n)
+                    if after_task is not None:
+                        after_task(t)
+                continue
         if task["kind"] == "finish" and not _needed(plan, task):
             skipped += len(task["frames"])
             env.ctx.report(f"kept {task['span']} from an earlier run")

@@ -373,3 +373,12 @@ def dilate(mask, radius):
             if last >= y - radius:
                 out[y, x] = 1
     return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def threading_probe():
+    """A trivial parallel kernel: running it makes numba pick its threading layer."""
+    total = 0
+    for i in prange(2):
+        total += i
+    return total

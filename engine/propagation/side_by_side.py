@@ -1,0 +1,72 @@
+"""The two passes of a span, side by side on two threads.
+
+Between two keys a span has a forward and a backward pass that do not depend
+on each other. Much of a pass is single-threaded (guides, flow lookups,
+NumPy and OpenCV calls between the numba kernels), so on a machine of two
+cores one pass at a time leaves a core idle for much of the time. Run side by
+side, each pass on its own thread with half of numba's threads, both cores stay
+busy. The bytes are the same: every frame's randomness is seeded by the frame,
+and the kernels give the same output on any number of threads.
+
+numba's ``tbb`` and ``omp`` threading layers take parallel kernels launched
+from several threads at once; ``workqueue`` does not (it aborts the process),
+so there, and with one numba thread or the JIT disabled, the passes run one
+after the other.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["pass_threads", "run_side_by_side"]
+
+#: numba threading layers that take kernels launched from several threads at once
+#: (numba's documentation, "The Threading Layers": tbb and omp are thread-safe,
+#: workqueue is not).
+THREAD_SAFE_LAYERS = ("tbb", "omp")
+
+
+def pass_threads():
+    """How many passes may run at once in this process (1 or 2)."""
+    import numba
+
+    if numba.config.DISABLE_JIT or numba.get_num_threads() < 2:
+        return 1
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: the layer is picked at the first
+        from ..synth import kernels
+
+        kernels.threading_probe()
+        layer = numba.threading_layer()
+    return 2 if layer in THREAD_SAFE_LAYERS else 1
+
+
+def run_side_by_side(calls):
+    """Run ``calls`` (callables without arguments) on threads of their own; their results, in order.
+
+    numba's thread count is per thread: each call gets an equal share of this
+    thread's. When a call raises, the others still finish (each leaves
+    complete results only); then the first error that is not a cancel is
+    raised, or else the cancel.
+    """
+    import numba
+
+    share = max(1, numba.get_num_threads() // len(calls))
+
+    def run(call):
+        numba.set_num_threads(share)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="karwai-pass") as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        results, errors = [], []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other calls finish
+                errors.append(exc)
+                results.append(None)
+    if errors:
+        from ..stylizers._common import Cancelled
+
+        raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+    return results
