@@ -10,9 +10,10 @@ PatchMatch, patch errors, voting), blending, temporal smoothing, detail
 restoration, frame reading, pass-state files, PNG encoding and writing.
 Times are exclusive (a stage's time excludes the stages timed inside it), so
 the rows sum to the timed total; "untimed" is the rest of the wall time.
-Divided by the number of frames propagated (keys excluded). Stages run on a
-helper thread (the backward flow) overlap the main thread's and are left out
-of the sum.
+Divided by the number of frames propagated (keys excluded). Stages that ran on
+other threads (the backward flow beside the forward one; the two passes of a
+span side by side) are marked so: they overlap the main thread's time, and
+each other's, and are left out of the main thread's sum.
 """
 
 import argparse
@@ -83,8 +84,9 @@ class Timers:
                 shape = "x".join(map(str, guides.shape[:2][::-1])) if guides is not None else "?"
                 name = label.format(level=f"{shape} {'warm' if warm else 'cold/finer'}")
             stack = timers.local.__dict__.setdefault("stack", [])
-            if threading.current_thread() is not threading.main_thread():
-                name += " [helper thread, overlapped]"
+            thread = threading.current_thread()
+            if thread is not threading.main_thread():
+                name += " [flow thread]" if thread.name.startswith("karwai-flow") else " [pass threads]"
             stack.append(0.0)
             t0 = time.perf_counter()
             try:
@@ -149,7 +151,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         propagate(clip, keys, out=Path(tmp) / "out")
         wall = time.perf_counter() - t0
-    timed = sum(v for k, v in timers.total.items() if "helper thread" not in k)
+    timed = sum(v for k, v in timers.total.items() if "[" not in k)
+    beside = sum(v for k, v in timers.total.items() if "[" in k)
     print(f"=== profile {args.case} {args.style}: {len(frames)} frames, {n_frames} propagated, "
           f"wall {wall:.1f} s = {wall / n_frames:.3f} s/frame")
     print(f"{'stage':<44}{'calls':>7}{'s total':>9}{'s/frame':>9}{'share':>7}")
@@ -157,8 +160,9 @@ def main(argv=None):
         print(f"{name:<44}{timers.calls[name]:>7}{seconds:>9.2f}{seconds / n_frames:>9.3f}"
               f"{100 * seconds / wall:>6.1f}%")
     print(f"{'sum of stages':<44}{'':>7}{timed:>9.2f}{timed / n_frames:>9.3f}{100 * timed / wall:>6.1f}%")
-    print(f"{'untimed (job logic, hashing, records...)':<44}{'':>7}{wall - timed:>9.2f}"
+    print(f"{'untimed on the main thread':<44}{'':>7}{wall - timed:>9.2f}"
           f"{(wall - timed) / n_frames:>9.3f}{100 * (wall - timed) / wall:>6.1f}%")
+    print(f"{'on other threads, overlapping the main one':<44}{'':>7}{beside:>9.2f}{beside / n_frames:>9.3f}")
     return 0
 
 
