@@ -111,6 +111,19 @@ def test_write_style_padded_replicates_edges():
     assert (got[:, :, 3:] == 0).all()
 
 
+def test_write_padded_is_numpys_edge_pad_of_the_weighted_image():
+    rng = np.random.default_rng(9)
+    image = (rng.random((6, 7, 4)) * 255).astype(np.float32)
+    scales = rng.random(4).astype(np.float32)
+    channels, offset, patch = 6, 2, 5
+    tgt = np.zeros((6 + 4, (7 + 4) * channels), np.float32)
+    kernels.write_padded(image, scales, tgt, channels, offset, patch)
+    got = tgt.reshape(10, 11, channels)
+    expected = np.pad(image * scales, ((2, 2), (2, 2), (0, 0)), mode="edge")
+    np.testing.assert_array_equal(got[:, :, offset:], expected)
+    assert (got[:, :, :offset] == 0).all()
+
+
 def _sweep_setup(seed, uniformity):
     src_img, tgt_img, nnf = _problem(seed, src_hw=(12, 14), tgt_hw=(20, 9))
     src, tgt = _rows(src_img, tgt_img)

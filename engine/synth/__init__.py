@@ -306,8 +306,9 @@ class _Features:
             if prepared is not None:
                 prepared[key] = self.src
         self.tgt = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
-        self.tgt.reshape(ht + 2 * r, wt + 2 * r, channels)[:, :, n_style:] = np.pad(
-            tgt_guides * sqrt_w[n_style:], ((r, r), (r, r), (0, 0)), mode="edge")
+        if tgt_guides.shape[2]:
+            kernels.write_padded(tgt_guides, np.ascontiguousarray(sqrt_w[n_style:]), self.tgt, channels,
+                                 n_style, patch)
         self.style_scale = sqrt_w[0] if n_style else None
 
     def set_style(self, image):

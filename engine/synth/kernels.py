@@ -309,6 +309,27 @@ def write_style_padded(style_image, scale, tgt, channels, patch):
                 tgt[py, base + c] = style_image[y, x, c] * scale
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def write_padded(image, scales, tgt, channels, offset, patch):
+    """Write ``image * scales`` (per channel) into channels ``offset..`` of padded ``tgt``.
+
+    ``tgt`` is (Ht + 2r, (Wt + 2r) * channels) feature rows; the padding is
+    edge replication. The same values as ``np.pad(image * scales, mode="edge")``
+    in one pass, without the two temporary arrays.
+    """
+    ht, wt, cs = image.shape
+    r = patch // 2
+    hp = ht + 2 * r
+    wp = wt + 2 * r
+    for py in prange(hp):
+        y = min(max(py - r, 0), ht - 1)
+        for px in range(wp):
+            x = min(max(px - r, 0), wt - 1)
+            base = px * channels + offset
+            for c in range(cs):
+                tgt[py, base + c] = image[y, x, c] * scales[c]
+
+
 @njit(cache=True, nogil=True)
 def upsample_nnf(nnf, out_h, out_w, src_h, src_w):
     """Coarse-to-fine NNF: each coarse match covers a 2x2 block, coordinates doubled."""
