@@ -124,6 +124,21 @@ def test_write_padded_is_numpys_edge_pad_of_the_weighted_image():
     assert (got[:, :, :offset] == 0).all()
 
 
+def test_advect_nnf_is_the_numpy_nearest_sample():
+    rng = np.random.default_rng(10)
+    h, w = 9, 11
+    nnf = rng.integers(0, 30, (h, w, 2)).astype(np.int32)
+    flow = (rng.standard_normal((h, w, 2)) * 4).astype(np.float32)
+    flow[0, 0] = (0.5, -0.5)  # halves round to even, as np.rint
+    flow[1, 1] = (100.0, -100.0)  # far outside: clamped
+    out = np.empty_like(nnf)
+    kernels.advect_nnf(nnf, flow, out)
+    ys, xs = np.mgrid[0:h, 0:w]
+    px = np.clip(np.rint(xs + flow[:, :, 0]), 0, w - 1).astype(np.intp)
+    py = np.clip(np.rint(ys + flow[:, :, 1]), 0, h - 1).astype(np.intp)
+    np.testing.assert_array_equal(out, nnf[py, px])
+
+
 def _sweep_setup(seed, uniformity):
     src_img, tgt_img, nnf = _problem(seed, src_hw=(12, 14), tgt_hw=(20, 9))
     src, tgt = _rows(src_img, tgt_img)

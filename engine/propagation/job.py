@@ -746,11 +746,11 @@ def _positional(positions, key_hw):
 
 def _advect_nnf(nnf, flow_to_prev):
     """The previous frame's match, moved along the flow onto this frame (nearest sample)."""
-    h, w = nnf.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w]
-    px = np.clip(np.rint(xs + flow_to_prev[:, :, 0]), 0, w - 1).astype(np.intp)
-    py = np.clip(np.rint(ys + flow_to_prev[:, :, 1]), 0, h - 1).astype(np.intp)
-    return nnf[py, px]
+    from ..synth import kernels
+
+    out = np.empty(nnf.shape, np.int32)
+    kernels.advect_nnf(np.ascontiguousarray(nnf, np.int32), np.ascontiguousarray(flow_to_prev, np.float32), out)
+    return out
 
 
 def _cache_limit_bytes(cache_limit_mb):

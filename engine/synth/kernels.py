@@ -330,6 +330,22 @@ def write_padded(image, scales, tgt, channels, offset, patch):
                 tgt[py, base + c] = image[y, x, c] * scales[c]
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def advect_nnf(nnf, flow_to_prev, out):
+    """``out[y, x] = nnf[round(y + dy), round(x + dx)]`` (clamped): a match moved along the flow.
+
+    Rounding is half to even on ``x + dx`` in float64, as ``np.rint`` of an
+    int64 grid plus a float32 flow.
+    """
+    h, w = nnf.shape[0], nnf.shape[1]
+    for y in prange(h):
+        for x in range(w):
+            px = min(max(np.rint(np.float64(x) + np.float64(flow_to_prev[y, x, 0])), 0.0), w - 1.0)
+            py = min(max(np.rint(np.float64(y) + np.float64(flow_to_prev[y, x, 1])), 0.0), h - 1.0)
+            out[y, x, 0] = nnf[int(py), int(px), 0]
+            out[y, x, 1] = nnf[int(py), int(px), 1]
+
+
 @njit(cache=True, nogil=True)
 def upsample_nnf(nnf, out_h, out_w, src_h, src_w):
     """Coarse-to-fine NNF: each coarse match covers a 2x2 block, coordinates doubled."""
