@@ -60,11 +60,14 @@ def _patch_ssd(src, tgt, ty, tx, sx, sy, patch, channels, bound):
     ``src`` and ``tgt`` are the 2-D feature rows. Stops early, returning a
     partial sum, once the sum passes ``bound``.
     """
-    src_flat = src.reshape(src.size)
-    tgt_flat = tgt.reshape(tgt.size)
+    return _patch_ssd_flat(src.reshape(src.size), tgt.reshape(tgt.size), _uidx(src.shape[1]),
+                           _uidx(tgt.shape[1]), ty, tx, sx, sy, patch, channels, bound)
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FASTMATH)
+def _patch_ssd_flat(src_flat, tgt_flat, s_stride, t_stride, ty, tx, sx, sy, patch, channels, bound):
+    """:func:`_patch_ssd` on flat views made once by the caller, not once per candidate."""
     length = _uidx(patch * channels)
-    t_stride = _uidx(tgt.shape[1])
-    s_stride = _uidx(src.shape[1])
     t0 = _uidx(ty) * t_stride + _uidx(tx * channels)
     s0 = _uidx(sy) * s_stride + _uidx(sx * channels)
     err = np.float32(0.0)
@@ -89,11 +92,13 @@ def nnf_error(src, tgt, nnf, patch, channels, region, out):
     """
     ht, wt = nnf.shape[0], nnf.shape[1]
     no_bound = np.float32(np.finfo(np.float32).max)
+    src_flat, tgt_flat = src.reshape(src.size), tgt.reshape(tgt.size)
+    s_stride, t_stride = _uidx(src.shape[1]), _uidx(tgt.shape[1])
     for y in prange(ht):
         for x in range(wt):
             if region[y, x]:
-                out[y, x] = _patch_ssd(src, tgt, y, x, nnf[y, x, 0], nnf[y, x, 1], patch, channels,
-                                       no_bound)
+                out[y, x] = _patch_ssd_flat(src_flat, tgt_flat, s_stride, t_stride, y, x, nnf[y, x, 0],
+                                            nnf[y, x, 1], patch, channels, no_bound)
 
 
 @njit(cache=True, nogil=True)
@@ -144,11 +149,12 @@ def _box_sum(a, r):
 
 @njit(cache=True, nogil=True, inline="always")
 def _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale):
+    # src, tgt: (flat view, row stride) pairs made once per sweep.
     new_occ = occ[cy, cx] * occ_scale
     bound = cost[0] - new_occ
     if bound <= 0.0:
         return False
-    e = _patch_ssd(src, tgt, y, x, cx, cy, patch, channels, bound)
+    e = _patch_ssd_flat(src[0], tgt[0], src[1], tgt[1], y, x, cx, cy, patch, channels, bound)
     if e < bound:
         nnf[y, x, 0] = cx
         nnf[y, x, 1] = cy
@@ -182,6 +188,8 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
     n_tiles = (ht + TILE_HEIGHT - 1) // TILE_HEIGHT
     q = 1 if forward else -1
     cost = np.empty(1, np.float32)
+    src_rows = (src.reshape(src.size), _uidx(src.shape[1]))
+    tgt_rows = (tgt.reshape(tgt.size), _uidx(tgt.shape[1]))
     for tile in prange(n_tiles):
         cost = np.empty(1, np.float32)
         y_lo = tile * TILE_HEIGHT
@@ -202,7 +210,7 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                     cx = nnf[y, nx, 0] + q
                     cy = nnf[y, nx, 1]
                     if 0 <= cx < ws and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
-                        _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
+                        _try_candidate(src_rows, tgt_rows, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
                 ny = y - q
                 if 0 <= ny < ht:
                     if y_lo <= ny < y_hi:
@@ -212,7 +220,7 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                         cx = nnf_snapshot[ny, x, 0]
                         cy = nnf_snapshot[ny, x, 1] + q
                     if 0 <= cy < hs and (cx != nnf[y, x, 0] or cy != nnf[y, x, 1]):
-                        _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
+                        _try_candidate(src_rows, tgt_rows, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
                 # Random search in windows around the best match so far.
                 # int64 as the hash: under NUMBA_DISABLE_JIT, numpy 2 refuses to mix a
                 # 32-bit hash with int32 array values (NEP 50); compiled, it is the same.
@@ -230,7 +238,7 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                     h = _hash32(h + 0x7F4A7C15 & 0xFFFFFFFF)
                     cy = lo_y + h % (hi_y - lo_y + 1)
                     if cx != nnf[y, x, 0] or cy != nnf[y, x, 1]:
-                        _try_candidate(src, tgt, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
+                        _try_candidate(src_rows, tgt_rows, y, x, cx, cy, patch, channels, nnf, err, cost, occ, occ_scale)
                 if nnf[y, x, 0] != x0 or nnf[y, x, 1] != y0:
                     changed[y, x] = 1
 
