@@ -481,6 +481,7 @@ class _Context:
         self.total = total
         self.done = 0
         self._done_lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def advance(self, units):
         """Count ``units`` of work done (the two passes of a span may run on two threads)."""
@@ -498,13 +499,17 @@ class _Context:
     def write_output(self, n, image, fp):
         """Write frame ``n``'s output, recording its fingerprint and digest first (write-ahead)."""
         if self.masks is not None:
-            image = apply_mask(image[:, :, :3], self.masks.read(n))
+            with self._write_lock:
+                mask = self.masks.read(n)
+            image = apply_mask(image[:, :, :3], mask)
         path = self.out / self.names[n]
         data = encode_image(path, image)
-        if self.record is not None:  # a farm's tasks keep their outputs' digests in their task records
-            self.record.note_frame(self.names[n], fp, hashlib.sha256(data).hexdigest())
-            self.record.save()
-        write_bytes_atomic(path, data)
+        digest = hashlib.sha256(data).hexdigest()
+        with self._write_lock:  # frames may be written from several threads (see finish_span)
+            if self.record is not None:  # a farm's tasks keep their outputs' digests in their task records
+                self.record.note_frame(self.names[n], fp, digest)
+                self.record.save()
+            write_bytes_atomic(path, data)
 
     def flows(self, n, prev):
         """Flow from frame ``n`` to ``prev`` and back (one cache entry per ordered pair)."""
@@ -714,16 +719,11 @@ def finish_span(ctx, span, work, fp):
 
     ratios = {k: refine.detail_ratio(ctx.keys[k], ctx.source.read(k)) for k in (span.key_a, span.key_b)
               if k is not None and settings.restore_detail}
-    neighbour = span.key_b
-    following = None if neighbour is None else ctx.keys[neighbour]
-    for n in reversed(frames):
-        ctx.check_cancel()
-        following = smooth(n, pass_image(n, strength == 0.0), neighbour, following)
-        neighbour = n
-        if strength == 0.0:
+    def finish_frame(n, forward, following):
+        if forward is None:
             image = following  # (x + x) / 2 in float32: the forward sweep's result, the pass image, exactly
         else:
-            image = (kept_or_load(f"smooth_{n}.npz")["image"].astype(np.float32) + following) * np.float32(0.5)
+            image = (forward.astype(np.float32) + following) * np.float32(0.5)
         if ratios:
             if len(ratios) == 2:
                 t = (n - span.key_a) / float(span.key_b - span.key_a)
@@ -733,6 +733,19 @@ def finish_span(ctx, span, work, fp):
             image = refine.restore_detail(image, ctx.source.read(n), ratio)
         ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8), fp)
         ctx.report(f"frame {n}: finished")
+
+    # The backward sweep feeds each frame's tail (detail, PNG, write) to worker threads.
+    from .side_by_side import Tail, tail_workers
+
+    neighbour = span.key_b
+    following = None if neighbour is None else ctx.keys[neighbour]
+    with Tail(tail_workers()) as tail:
+        for n in reversed(frames):
+            ctx.check_cancel()
+            following = smooth(n, pass_image(n, strength == 0.0), neighbour, following)
+            neighbour = n
+            forward = None if strength == 0.0 else kept_or_load(f"smooth_{n}.npz")["image"]
+            tail.submit(finish_frame, n, forward, following)
 
 
 # ---------------------------------------------------------------------------

@@ -70,3 +70,52 @@ def run_side_by_side(calls):
 
         raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
     return results
+
+
+class Tail:
+    """Runs the last steps of each frame (detail, PNG encoding, writing) on worker threads.
+
+    ``submit(fn, *args)`` queues a call, waiting while ``workers + 1`` calls are
+    pending (so that memory stays bounded); leaving the ``with`` block waits
+    for all of them and raises the first error. With ``workers=0`` each call
+    runs at once on the calling thread. OpenCV's encoders and NumPy's big
+    operations release the GIL, so the frames' tails overlap one another and
+    the sweep that feeds them.
+    """
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="karwai-tail") if workers else None
+        self.pending = []
+
+    def submit(self, fn, *args):
+        if self.pool is None:
+            fn(*args)
+            return
+        while len(self.pending) > self.workers:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(fn, *args))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.pool is None:
+            return False
+        first = None
+        for future in self.pending:
+            try:
+                future.result()
+            except BaseException as error:  # noqa: BLE001 - the first is raised below
+                first = first or error
+        self.pool.shutdown()
+        if first is not None and exc is None:
+            raise first
+        return False
+
+
+def tail_workers():
+    """Worker threads for :class:`Tail`: 2 where there are two cores or more, else 0."""
+    import os
+
+    return 2 if (os.cpu_count() or 1) > 1 else 0
