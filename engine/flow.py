@@ -282,6 +282,8 @@ def compute_flow_pair(a, b, *, params=None):
     # on a second thread while this one computes the forward flow. Each
     # direction has its own DIS object and calc() is given no initial flow, so
     # the values are those of computing them one after the other.
+    if cv2.getNumThreads() <= 1:  # OpenCV told to use one thread: so do we
+        return compute_flow(a, b, dis=params.create()), compute_flow(b, a, dis=params.create())
     backward = _flow_pool().submit(compute_flow, b, a, dis=params.create())
     try:
         forward = compute_flow(a, b, dis=params.create())

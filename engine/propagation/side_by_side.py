@@ -115,7 +115,8 @@ class Tail:
 
 
 def tail_workers():
-    """Worker threads for :class:`Tail`: 2 where there are two cores or more, else 0."""
-    import os
+    """Worker threads for :class:`Tail`: 2 where numba and OpenCV may use two threads or more, else 0."""
+    import cv2
+    import numba
 
-    return 2 if (os.cpu_count() or 1) > 1 else 0
+    return 2 if min(numba.get_num_threads(), cv2.getNumThreads()) > 1 else 0
