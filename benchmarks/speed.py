@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -124,6 +125,8 @@ def main(argv=None):
                         help="runs of each tree, alternating; the fastest counts (default 2)")
     args = parser.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.2f}, cpus {os.cpu_count()}", flush=True)
+    # A SIGTERM (a timeout, a kill) still removes the temporary worktree below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench speed: terminated"))
     with tempfile.TemporaryDirectory(prefix="kw-speed-") as tmp:
         base_tree = Path(tmp) / "base"
         if not args.no_base:
