@@ -66,7 +66,7 @@ _OWN_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\.flow-[0-9a-f]{40}\.npy\.\d+\.
 DEFAULT_MAX_BYTES = 1 << 30
 #: Memory a propagation job gives its :class:`FlowCache` (``memory_bytes``): a
 #: 640x360 pair takes 1.8 MB, a 1080p pair 16.6 MB.
-JOB_MEMORY_BYTES = 256 << 20
+JOB_MEMORY_BYTES = 128 << 20
 
 
 @dataclasses.dataclass(frozen=True)

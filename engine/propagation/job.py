@@ -66,10 +66,10 @@ _OWN_WORK_NAMES = re.compile(r"[0-9a-f]{24}|[0-9a-f]{12}-[0-9a-f]{24}")
 _OWN_FLOW_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\..+\.[0-9]+\.[0-9a-f]{8}\.tmp")
 _OWN_CACHE_NAMES = re.compile(r"flow|work|keys")
 #: Decoded frames a job keeps in memory: a span's passes, blending and
-#: finishing read each frame several times (256 MB: 40 frames at 1080p).
-FRAME_CACHE_BYTES = 256 << 20
+#: finishing read each frame several times (128 MB: 20 frames at 1080p).
+FRAME_CACHE_BYTES = 128 << 20
 #: Memory the finishing of a span may keep its intermediates in (beyond it, the work folder).
-FINISH_MEMORY_BYTES = 256 << 20
+FINISH_MEMORY_BYTES = 128 << 20
 #: Longest time between two saves of a pass's state (see _single_pass).
 STATE_SAVE_SECONDS = 10.0
 #: Default size cap of the flow cache, in MB.

@@ -772,7 +772,7 @@ def run_plan(plan, *, env=None, skip_flow=False, after_task=None):
             from .side_by_side import pass_threads, run_side_by_side
 
             if side_by_side is None:
-                side_by_side = pass_threads() > 1
+                side_by_side = pass_threads(env.source.size[0] * env.source.size[1]) > 1
             if side_by_side:
                 # The span's work folder is made (and marked) here, not by both threads at once.
                 env.check_sources(_chain(_span_of(task)))
