@@ -739,7 +739,8 @@ def finish_span(ctx, span, work, fp):
 
     neighbour = span.key_b
     following = None if neighbour is None else ctx.keys[neighbour]
-    with Tail(tail_workers()) as tail:
+    h, w = ctx.source.size
+    with Tail(tail_workers(h * w)) as tail:
         for n in reversed(frames):
             ctx.check_cancel()
             following = smooth(n, pass_image(n, strength == 0.0), neighbour, following)

@@ -127,9 +127,21 @@ class Tail:
         return False
 
 
-def tail_workers():
-    """Worker threads for :class:`Tail`: 2 where numba and OpenCV may use two threads or more, else 0."""
+#: Memory one frame's tail takes while it runs, per pixel (detail bands in float32).
+TAIL_BYTES_PER_PIXEL = 100
+#: The most memory the tails in flight may take together.
+TAIL_MAX_BYTES = 256 << 20
+
+
+def tail_workers(frame_pixels=0):
+    """Worker threads for :class:`Tail` for frames of ``frame_pixels`` pixels.
+
+    2 where numba and OpenCV may use two threads or more and two tails fit in
+    ``TAIL_MAX_BYTES``, 1 where only one does (1080p), 0 with one thread.
+    """
     import cv2
     import numba
 
-    return 2 if min(numba.get_num_threads(), cv2.getNumThreads()) > 1 else 0
+    if min(numba.get_num_threads(), cv2.getNumThreads()) <= 1:
+        return 0
+    return 2 if 2 * frame_pixels * TAIL_BYTES_PER_PIXEL <= TAIL_MAX_BYTES else 1
