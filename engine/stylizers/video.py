@@ -178,7 +178,7 @@ class _Job:
     def _load_record(self):
         try:
             data = json.loads(self.record_path.read_text())
-            if data.get("format") == 1 and isinstance(data.get("frames"), dict):
+            if isinstance(data, dict) and data.get("format") == 1 and isinstance(data.get("frames"), dict):
                 return data
         except (OSError, ValueError):
             pass
@@ -306,20 +306,66 @@ def stylize_video(frames, *, method, style_image, out, masks=None, progress=None
                              f"{', '.join(sorted(k for k in known if k not in ('weights', 'device', 'download')))}")
     if style_image is None:
         raise ValueError(f"parameter 'style_image' is required for method '{method}'")
+    from ..frames import check_output_dir
+    from ..safety import FolderLock, as_path, new_folders, remove_new_folders
+
+    out = as_path("out", out)
     style_rgb, _ = load_image_rgb(style_image, name="style_image")
     source = open_source(frames)
     source.validate()
-    if method == "neural-video":
-        result = _neural_video(source, style_rgb, out, masks, progress, cancel, weights, device,
-                               download, params)
-    else:
-        from .fastnet import run_fast_network
+    _check_paths(source, out, style_image=style_image, masks=masks, weights=weights, model=params.get("model"))
+    made = new_folders(out)  # removed again should the job be refused before it writes anything
+    try:
+        with FolderLock(check_output_dir(out, getattr(source, "path", None))):
+            if method == "neural-video":
+                result = _neural_video(source, style_rgb, out, masks, progress, cancel, weights, device,
+                                       download, params)
+            else:
+                from .fastnet import run_fast_network
 
-        result = run_fast_network(source, style_rgb, out=out, masks=masks, progress=progress, cancel=cancel,
-                                  weights=weights, device=device, download=download, params=params,
-                                  job_class=_Job)
+                result = run_fast_network(source, style_rgb, out=out, masks=masks, progress=progress,
+                                          cancel=cancel, weights=weights, device=device, download=download,
+                                          params=params, job_class=_Job)
+    except BaseException:
+        remove_new_folders(made, inner=(WORK_NAME,))
+        raise
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _check_paths(source, out, *, style_image, masks, weights, model):
+    """Refuse, before anything is written, an output that would write over or around an input.
+
+    Every file the job reads (frames, style image, masks, VGG weights, a given
+    network file) against the output folder and the network file it may write
+    (:func:`engine.safety.check_clashes`: symbolic links and ``..`` resolved).
+    """
+    from ..guides import open_masks
+    from ..safety import as_path, check_clashes
+
+    reads = []
+    path = getattr(source, "path", None)
+    if path is not None:
+        reads.append(("the source folder" if os.path.isdir(path) else "the source video", path,
+                      os.path.isdir(path)))
+    if hasattr(source, "path_for"):
+        reads += [(f"source frame {n}", source.path_for(n), False) for n in source.frame_numbers]
+    if isinstance(style_image, (str, os.PathLike)):
+        reads.append(("the style image", style_image, False))
+    if isinstance(weights, (str, os.PathLike)):
+        reads.append(("the VGG weights", weights, False))
+    if masks is not None:
+        mask_source = open_masks(as_path("masks", masks), size=source.size, frame_numbers=source.frame_numbers)
+        folder = os.path.isdir(mask_source.path)
+        reads.append(("the mask folder" if folder else "the mask", mask_source.path, folder))
+        reads += [(f"the mask of frame {n}", p, False) for n, p in mask_source.files().items()]
+    writes = [("the output folder", out, True)]
+    if isinstance(model, (str, os.PathLike)):
+        model = Path(model)
+        if os.path.lexists(model) and not model.is_file():
+            raise ValueError(f"parameter 'model': '{model}' is not a regular file")
+        writes.append(("parameter 'model'", model, False))
+    check_clashes(reads, writes)
 
 
 # ---------------------------------------------------------------------------
