@@ -119,6 +119,8 @@ def _check_plan_args(args, keys):
     if not math.isfinite(args.fps) or args.fps <= 0:
         raise ValueError(f"--fps must be a frame rate above 0, got {args.fps}")
     out = Path(args.out)
+    if os.path.lexists(out / TASKS_DIR) and not (out / TASKS_DIR).is_dir():
+        raise ValueError(f"{out / TASKS_DIR}: the task records' folder is not a folder; move it away")
     reads = [("the source folder" if os.path.isdir(args.frames) else "the source video", args.frames,
               os.path.isdir(args.frames)),
              ("the plan", out / PLAN_NAME, False), ("the task records", out / TASKS_DIR, True),

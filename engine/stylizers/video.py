@@ -181,11 +181,13 @@ class _Job:
         self.done = 0.0
 
     def _load_record(self):
+        if os.path.lexists(self.record_path) and not self.record_path.is_file():  # a FIFO would block
+            raise ValueError(f"{self.record_path}: the job record is not a regular file; remove it and run again")
         try:
             data = json.loads(self.record_path.read_text())
             if isinstance(data, dict) and data.get("format") == 1 and isinstance(data.get("frames"), dict):
                 return data
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # none yet, or damaged: every frame is made afresh
             pass
         return {"format": 1, "frames": {}}
 
