@@ -1544,3 +1544,22 @@ def test_issue11_run_task_refuses_special_files_and_damaged_task_records(tmp_pat
     proc = run_engine(tmp_path, "run-task", "out/.karwai-plan.json", "key-1")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "0001.png").is_file()
+
+
+def test_issue11_video_record_fifo_dask_and_task_folder_refusals_leave_nothing(video_job):
+    """A FIFO as the video job record hung; an unreachable --dask scheduler was found after OUT, the plan
+    and the cache were written; a file named .karwai-tasks was found after the cache was made."""
+    d = video_job
+    (d / "out").mkdir()
+    os.mkfifo(d / "out" / ".karwai-video.json")
+    assert_one_line_error(run_engine(d, *_NEURAL_VIDEO, "--out", "out", timeout=60), ".karwai-video.json")
+    assert sorted(os.listdir(d / "out")) == [".karwai-video.json"]
+    pytest.importorskip("distributed")
+    for address in ("", "tcp://127.0.0.1:1"):
+        assert_one_line_error(run_engine(d, "propagate", "frames", "--key", "1=key1.png", "--out", "p",
+                                         "--dask", address, "--quiet", timeout=90), "dask")
+        assert not (d / "p").exists()
+    (d / "q").mkdir()
+    (d / "q" / ".karwai-tasks").write_text("mine")
+    assert_one_line_error(run_engine(d, "plan", "frames", "--key", "1=key1.png", "--out", "q"), ".karwai-tasks")
+    assert sorted(os.listdir(d / "q")) == [".karwai-tasks"]

@@ -160,6 +160,8 @@ class _Job:
         self.source = source
         self.out = check_output_dir(out, source_path)
         remove_stale_temp_files(self.out)
+        self.record_path = self.out / RECORD_NAME
+        self.record = self._load_record()  # one that cannot be read is refused before anything is made
         self.work = self.out / WORK_NAME
         if os.path.islink(self.work):
             raise ValueError(f"{self.work}: the job's working folder is a symbolic link; remove it and run again")
@@ -172,8 +174,6 @@ class _Job:
         self.mask_identity = (_hash(*sorted(_mask_identity(self.masks, source.frame_numbers)
                                             .items())) if masks else "no masks")
         self.identity = _source_identity(source)
-        self.record_path = self.out / RECORD_NAME
-        self.record = self._load_record()
         self._remove_stale_outputs()
         self.progress = progress
         self.cancel = cancel
