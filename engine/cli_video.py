@@ -37,7 +37,7 @@ def add_stylize_keys_parser(subparsers):
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--style-image", metavar="ART", default=None,
                    help="artwork for 'neural', painted picture for 'image'")
-    p.add_argument("--anchor", type=int, default=None, metavar="N",
+    p.add_argument("--anchor", type=_frame_number, default=None, metavar="N",
                    help="the key stylized first; the others follow it (default: the first key)")
     p.add_argument("--independent", action="store_true",
                    help="stylize each key on its own (keys will disagree)")
@@ -88,6 +88,15 @@ def _pairs(items):
             raise ValueError(f"--param {name} given twice")
         pairs[name] = text
     return pairs
+
+
+def _frame_number(text):
+    """A frame number for argparse: plain decimal digits (``int`` would take "1_0" as 10)."""
+    import argparse
+
+    if not _FRAME_NUMBER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame number (plain decimal digits)")
+    return int(text)
 
 
 def _parse_keys(text):

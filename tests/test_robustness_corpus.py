@@ -1483,6 +1483,8 @@ def test_issue11_stylize_keys_checks_numbers_and_paths_first(video_job):
                           "1_0")
     assert_one_line_error(run_engine(d, *base, "--keys", "1,99", "--style-image", "style.png", "--out", "k"),
                           "99")
+    proc = run_engine(d, *base, "--keys", "1,10", "--anchor", "1_0", "--style-image", "style.png", "--out", "k")
+    assert proc.returncode == 2 and "--anchor: '1_0' is not a frame number" in proc.stderr, proc.stderr
     assert not (d / "k").exists()
     (d / "k").mkdir()
     (d / "k" / "0001.png").write_bytes((d / "style.png").read_bytes())
