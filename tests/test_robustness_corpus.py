@@ -1565,3 +1565,12 @@ def test_issue11_video_record_fifo_dask_and_task_folder_refusals_leave_nothing(v
     (d / "q" / ".karwai-tasks").write_text("mine")
     assert_one_line_error(run_engine(d, "plan", "frames", "--key", "1=key1.png", "--out", "q"), ".karwai-tasks")
     assert sorted(os.listdir(d / "q")) == [".karwai-tasks"]
+
+
+def test_issue11_run_task_names_a_wrong_plan_argument():
+    """run_task(123, ...) raised Path's TypeError without the parameter's name."""
+    from engine.propagation.plan import run_task
+
+    for bad in (None, 123, ["plan.json"]):
+        with pytest.raises(TypeError, match="plan"):
+            run_task(bad, "key-1")

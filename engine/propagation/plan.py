@@ -598,7 +598,9 @@ def run_task(plan, task_id, *, env=None, env_factory=None, on_wait=None):
 def run_task_status(plan, task_id, *, env=None, env_factory=None, on_wait=None):
     """:func:`run_task`, returning ``(frames synthesized, whether the task had work to do)``."""
     if not isinstance(plan, Plan):
-        plan = load_plan(plan)
+        from ..safety import as_path
+
+        plan = load_plan(as_path("plan", plan))  # a wrong type names the parameter
     task = plan.task(task_id)
     for dep in task["deps"]:
         if dep.startswith("flow-"):
