@@ -1374,7 +1374,7 @@ def test_the_corpus_covers_issue_11():
 # the same rules, found broken by an adversarial run. Each case failed before its fix.
 
 
-def run_engine(cwd, *argv, timeout=120):
+def run_engine_in(cwd, *argv, timeout=120):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "engine", *argv], cwd=cwd, env=env, capture_output=True,
                           text=True, encoding="utf-8", timeout=timeout)
@@ -1409,15 +1409,15 @@ def test_issue11_video_jobs_never_write_over_their_inputs(video_job):
     """--mask M --out M overwrote the masks, and a style image or weights in --out were overwritten (exit 0)."""
     d = video_job
     before = hash_tree(d)
-    assert_one_line_error(run_engine(d, *_NEURAL_VIDEO, "--mask", "masks", "--out", "masks"), "mask folder")
-    assert_one_line_error(run_engine(d, *_NEURAL_VIDEO, "--mask", "masks", "--out", "masks/sub"), "masks")
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--mask", "masks", "--out", "masks"), "mask folder")
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--mask", "masks", "--out", "masks/sub"), "masks")
     assert hash_tree(d) == before and not (d / "masks" / "sub").exists()
     (d / "out").mkdir()
     (d / "out" / "0001.png").write_bytes((d / "style.png").read_bytes())
     before = hash_tree(d)
     argv = [a if a != "style.png" else "out/0001.png" for a in _NEURAL_VIDEO]
-    assert_one_line_error(run_engine(d, *argv, "--out", "out"), "0001.png")
-    assert_one_line_error(run_engine(d, *_FAST_NETWORK, "--out", "out2", "--param", "model=masks/0002.png"),
+    assert_one_line_error(run_engine_in(d, *argv, "--out", "out"), "0001.png")
+    assert_one_line_error(run_engine_in(d, *_FAST_NETWORK, "--out", "out2", "--param", "model=masks/0002.png"),
                           "model")
     assert hash_tree(d) == before and not (d / "out2").exists()
 
@@ -1427,10 +1427,10 @@ def test_issue11_video_job_refusals_create_nothing_and_never_block(video_job):
     d = video_job
     os.mkfifo(d / "fifo")
     before = sorted(p.name for p in d.iterdir())
-    assert_one_line_error(run_engine(d, *_NEURAL_VIDEO, "--mask", "style.png", "--out", "a/b"), "style.png")
-    assert_one_line_error(run_engine(d, *_FAST_NETWORK, "--out", "c", "--param", "model=fifo", timeout=60),
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--mask", "style.png", "--out", "a/b"), "style.png")
+    assert_one_line_error(run_engine_in(d, *_FAST_NETWORK, "--out", "c", "--param", "model=fifo", timeout=60),
                           "fifo")
-    assert_one_line_error(run_engine(d, *_NEURAL_VIDEO[:5], "fifo", *_NEURAL_VIDEO[6:], "--out", "e",
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO[:5], "fifo", *_NEURAL_VIDEO[6:], "--out", "e",
                                      timeout=60), "fifo")
     assert sorted(p.name for p in d.iterdir()) == before
 
@@ -1441,15 +1441,15 @@ def test_issue11_video_job_resume_trusts_only_intact_outputs_of_the_clip(video_j
     d = video_job
     (d / "out").mkdir()
     (d / "out" / ".karwai-video.json").write_text("[]")
-    proc = run_engine(d, *_NEURAL_VIDEO, "--out", "out")
+    proc = run_engine_in(d, *_NEURAL_VIDEO, "--out", "out")
     assert proc.returncode == 0, proc.stderr
     reference = outputs(d / "out")
     (d / "out" / "0003.png").write_bytes(b"damaged")
-    assert run_engine(d, *_NEURAL_VIDEO, "--out", "out").returncode == 0
+    assert run_engine_in(d, *_NEURAL_VIDEO, "--out", "out").returncode == 0
     assert outputs(d / "out") == reference
     (d / "frames" / "0005.png").unlink()
     (d / "out" / "mine.png").write_bytes(b"a user's file")
-    assert run_engine(d, *_NEURAL_VIDEO, "--out", "out").returncode == 0
+    assert run_engine_in(d, *_NEURAL_VIDEO, "--out", "out").returncode == 0
     assert sorted(outputs(d / "out")) == ["0001.png", "0002.png", "0003.png", "0004.png", "mine.png"]
 
 
@@ -1459,17 +1459,17 @@ def test_issue11_video_working_folder_deletes_only_what_the_job_wrote(video_job)
     argv = (*_NEURAL_VIDEO, "--param", "passes=2", "--out", "out")
     (d / "out" / ".karwai-video" / "pass1").mkdir(parents=True)
     (d / "out" / ".karwai-video" / "pass1" / "thesis.txt").write_text("mine")
-    assert_one_line_error(run_engine(d, *argv), "thesis.txt")
+    assert_one_line_error(run_engine_in(d, *argv), "thesis.txt")
     assert (d / "out" / ".karwai-video" / "pass1" / "thesis.txt").read_text() == "mine"
     shutil.rmtree(d / "out")
     (d / "user" / "pass1").mkdir(parents=True)
     (d / "user" / "pass1" / "thesis.txt").write_text("mine")
     (d / "out").mkdir()
     os.symlink(d / "user", d / "out" / ".karwai-video")
-    assert_one_line_error(run_engine(d, *argv), ".karwai-video")
+    assert_one_line_error(run_engine_in(d, *argv), ".karwai-video")
     assert (d / "user" / "pass1" / "thesis.txt").read_text() == "mine"
     os.unlink(d / "out" / ".karwai-video")
-    assert run_engine(d, *argv).returncode == 0
+    assert run_engine_in(d, *argv).returncode == 0
     assert sorted(outputs(d / "out")) == [f"{n:04d}.png" for n in range(1, 6)]
     assert not (d / "out" / ".karwai-video").exists()
 
@@ -1479,17 +1479,17 @@ def test_issue11_stylize_keys_checks_numbers_and_paths_first(video_job):
     d = video_job
     base = ("stylize-keys", "frames", "--method", "neural", "--param", "iterations=2", "--param",
             "weights=vgg.pth", "--quiet")
-    assert_one_line_error(run_engine(d, *base, "--keys", "1_0", "--style-image", "style.png", "--out", "k"),
+    assert_one_line_error(run_engine_in(d, *base, "--keys", "1_0", "--style-image", "style.png", "--out", "k"),
                           "1_0")
-    assert_one_line_error(run_engine(d, *base, "--keys", "1,99", "--style-image", "style.png", "--out", "k"),
+    assert_one_line_error(run_engine_in(d, *base, "--keys", "1,99", "--style-image", "style.png", "--out", "k"),
                           "99")
-    proc = run_engine(d, *base, "--keys", "1,10", "--anchor", "1_0", "--style-image", "style.png", "--out", "k")
+    proc = run_engine_in(d, *base, "--keys", "1,10", "--anchor", "1_0", "--style-image", "style.png", "--out", "k")
     assert proc.returncode == 2 and "--anchor: '1_0' is not a frame number" in proc.stderr, proc.stderr
     assert not (d / "k").exists()
     (d / "k").mkdir()
     (d / "k" / "0001.png").write_bytes((d / "style.png").read_bytes())
     before = hash_tree(d)
-    assert_one_line_error(run_engine(d, *base, "--keys", "1,5", "--style-image", "k/0001.png", "--out", "k"),
+    assert_one_line_error(run_engine_in(d, *base, "--keys", "1,5", "--style-image", "k/0001.png", "--out", "k"),
                           "0001.png")
     assert hash_tree(d) == before
 
@@ -1503,12 +1503,12 @@ def _plan_clip(tmp_path):
 def test_issue11_plan_writes_its_extra_files_over_no_input(tmp_path):
     """--flamenco-job and --save-costs were written over a source frame, a key or the plan (exit 0)."""
     argv = _plan_clip(tmp_path)
-    assert run_engine(tmp_path, *argv).returncode == 0
+    assert run_engine_in(tmp_path, *argv).returncode == 0
     before = hash_tree(tmp_path)
     for target, needle in (("frames/0002.png", "source folder"), ("key1.png", "key for frame 1"),
                            ("out/.karwai-plan.json", "the plan")):
-        assert_one_line_error(run_engine(tmp_path, *argv, "--flamenco-job", target), needle)
-    assert_one_line_error(run_engine(tmp_path, *argv, "--simulate", "2", "--save-costs", "frames/0003.png"),
+        assert_one_line_error(run_engine_in(tmp_path, *argv, "--flamenco-job", target), needle)
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--simulate", "2", "--save-costs", "frames/0003.png"),
                           "--save-costs")
     assert hash_tree(tmp_path) == before
 
@@ -1520,22 +1520,22 @@ def test_issue11_plan_options_and_costs_are_checked_before_anything_is_written(t
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "nan.json").write_text('{"flow": NaN, "pass": 1, "finish": 1, "key": 1}')
     (tmp_path / "over.json").write_text('{"flow": 1, "pass": 1, "finish": 1, "key": 1, "overhead": "x"}')
-    assert_one_line_error(run_engine(tmp_path, *argv, "--simulate", "2", "--costs", "fifo", timeout=60), "fifo")
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--simulate", "2", "--costs", "fifo", timeout=60), "fifo")
     for name in ("nan.json", "over.json"):
-        assert_one_line_error(run_engine(tmp_path, "plan", "--film", "50", "--simulate", "2", "--costs", name),
+        assert_one_line_error(run_engine_in(tmp_path, "plan", "--film", "50", "--simulate", "2", "--costs", name),
                               name)
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
-    assert_one_line_error(run_engine(tmp_path, *argv, "--simulate", "0", "--costs", "over.json"), "--simulate")
-    assert_one_line_error(run_engine(tmp_path, *argv, "--flamenco-job", "job.json", "--fps", "nan"), "--fps")
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--simulate", "0", "--costs", "over.json"), "--simulate")
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--flamenco-job", "job.json", "--fps", "nan"), "--fps")
     assert not (tmp_path / "out").exists() and not (tmp_path / "job.json").exists()
 
 
 def test_issue11_run_task_refuses_special_files_and_damaged_task_records(tmp_path):
     """A FIFO as the plan hung; a task record listing no outputs made a task 'done' without its frame."""
     argv = _plan_clip(tmp_path)
-    assert run_engine(tmp_path, *argv).returncode == 0
+    assert run_engine_in(tmp_path, *argv).returncode == 0
     os.mkfifo(tmp_path / "fifo")
-    assert_one_line_error(run_engine(tmp_path, "run-task", "fifo", "key-1", timeout=60), "fifo")
+    assert_one_line_error(run_engine_in(tmp_path, "run-task", "fifo", "key-1", timeout=60), "fifo")
     import json
 
     plan = json.loads((tmp_path / "out" / ".karwai-plan.json").read_text())
@@ -1543,7 +1543,7 @@ def test_issue11_run_task_refuses_special_files_and_damaged_task_records(tmp_pat
     (tmp_path / "out" / ".karwai-tasks").mkdir(exist_ok=True)
     (tmp_path / "out" / ".karwai-tasks" / "key-1.json").write_text(
         json.dumps({"task": "key-1", "fingerprint": fp, "outputs": {}}))
-    proc = run_engine(tmp_path, "run-task", "out/.karwai-plan.json", "key-1")
+    proc = run_engine_in(tmp_path, "run-task", "out/.karwai-plan.json", "key-1")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "0001.png").is_file()
 
@@ -1554,16 +1554,16 @@ def test_issue11_video_record_fifo_dask_and_task_folder_refusals_leave_nothing(v
     d = video_job
     (d / "out").mkdir()
     os.mkfifo(d / "out" / ".karwai-video.json")
-    assert_one_line_error(run_engine(d, *_NEURAL_VIDEO, "--out", "out", timeout=60), ".karwai-video.json")
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--out", "out", timeout=60), ".karwai-video.json")
     assert sorted(os.listdir(d / "out")) == [".karwai-video.json"]
     pytest.importorskip("distributed")
     for address in ("", "tcp://127.0.0.1:1"):
-        assert_one_line_error(run_engine(d, "propagate", "frames", "--key", "1=key1.png", "--out", "p",
+        assert_one_line_error(run_engine_in(d, "propagate", "frames", "--key", "1=key1.png", "--out", "p",
                                          "--dask", address, "--quiet", timeout=90), "dask")
         assert not (d / "p").exists()
     (d / "q").mkdir()
     (d / "q" / ".karwai-tasks").write_text("mine")
-    assert_one_line_error(run_engine(d, "plan", "frames", "--key", "1=key1.png", "--out", "q"), ".karwai-tasks")
+    assert_one_line_error(run_engine_in(d, "plan", "frames", "--key", "1=key1.png", "--out", "q"), ".karwai-tasks")
     assert sorted(os.listdir(d / "q")) == [".karwai-tasks"]
 
 
