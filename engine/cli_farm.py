@@ -65,6 +65,7 @@ def run_plan_command(args):
         from .cli_propagate import job_settings, parse_keys
         from .propagation import plan_job
 
+        _check_plan_args(args, parse_keys(args.key))
         plan = plan_job(args.frames, parse_keys(args.key), out=args.out, masks=args.mask,
                         settings=job_settings(args), cache_dir=args.cache_dir, keep_cache=args.keep_cache,
                         cache_limit_mb=args.cache_limit_mb)
@@ -91,29 +92,73 @@ def _costs(args, plan):
     from .frames import open_frames
     from .propagation.simulate import measure_costs
 
+    from .frames import write_bytes_atomic
+
     if args.costs:
         return _read_costs(args.costs)
     print("measuring per-frame costs on this machine (a short job on the clip's own frames) ...", flush=True)
     source = open_frames(plan.resolve(plan.data["source"]["path"]))
     costs = measure_costs(source, plan.settings)
     if args.save_costs:
-        with open(args.save_costs, "w") as handle:
-            json.dump(costs, handle, indent=1)
+        write_bytes_atomic(args.save_costs, json.dumps(costs, indent=1).encode())
     return costs
 
 
+def _check_plan_args(args, keys):
+    """Refuse bad options, and files that --flamenco-job or --save-costs would write over, before any is written."""
+    import math
+    import os
+    from pathlib import Path
+
+    from .propagation.job import CACHE_NAME
+    from .propagation.plan import PLAN_NAME, TASKS_DIR
+    from .safety import check_clashes
+
+    if args.simulate is not None and args.simulate < 1:
+        raise ValueError("--simulate must be at least 1 worker")
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        raise ValueError(f"--fps must be a frame rate above 0, got {args.fps}")
+    out = Path(args.out)
+    if os.path.lexists(out / TASKS_DIR) and not (out / TASKS_DIR).is_dir():
+        raise ValueError(f"{out / TASKS_DIR}: the task records' folder is not a folder; move it away")
+    reads = [("the source folder" if os.path.isdir(args.frames) else "the source video", args.frames,
+              os.path.isdir(args.frames)),
+             ("the plan", out / PLAN_NAME, False), ("the task records", out / TASKS_DIR, True),
+             ("the cache folder", args.cache_dir or out / CACHE_NAME, True)]
+    reads += [(f"the key for frame {n}", path, False) for n, path in keys.items()]
+    if args.mask:
+        reads.append(("the masks", args.mask, os.path.isdir(args.mask)))
+    if args.costs:
+        reads.append(("--costs", args.costs, False))
+    writes = [(what, path, False) for what, path in (("--flamenco-job", args.flamenco_job),
+                                                     ("--save-costs", args.save_costs)) if path]
+    check_clashes(reads, writes)
+
+
 def _read_costs(path):
+    import math
+
+    from .frames import read_regular_file
     from .propagation.simulate import COST_KINDS
 
     try:
-        with open(path) as handle:
-            costs = json.load(handle)
-    except (OSError, ValueError) as exc:
+        costs = json.loads(read_regular_file(path, what="costs").decode("utf-8"))
+    except (OSError, ValueError) as exc:  # FrameError is a ValueError
         raise ValueError(f"{path}: cannot read the costs ({exc})") from None
+
+    def seconds(value):
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+            and value >= 0
+
     for kind in COST_KINDS:
-        value = costs.get(kind) if isinstance(costs, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if not seconds(costs.get(kind) if isinstance(costs, dict) else None):
             raise ValueError(f"{path}: field {kind} must be seconds per unit (a number >= 0)")
+    if "overhead" in costs and not seconds(costs["overhead"]):
+        raise ValueError(f"{path}: field overhead must be seconds per task (a number >= 0)")
+    size = costs.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        raise ValueError(f"{path}: field size must be [height, width]")
     return costs
 
 

@@ -42,6 +42,8 @@ __all__ = [
     "seal",
     "unseal",
     "file_digest",
+    "new_folders",
+    "remove_new_folders",
 ]
 
 
@@ -154,6 +156,42 @@ def check_clashes(reads, writes):
             raise FrameError(
                 f"{w_path}{resolved}: {w_what} {relation} {r_what} {r_path}; refusing to write where "
                 f"an input would be overwritten or deleted, choose another path")
+
+
+def new_folders(path):
+    """The folders that making ``path`` would create: itself and its missing parents, outermost first.
+
+    Taken before a job creates its output folder, so that a job refused after
+    that (a bad mask, a bad model file) removes what it made, and a refused
+    call leaves nothing on disk (:func:`remove_new_folders`).
+    """
+    path = Path(os.path.abspath(os.fspath(path)))
+    missing = []
+    while not os.path.lexists(path) and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
+
+
+def remove_new_folders(folders, *, inner=()):
+    """Remove the folders of :func:`new_folders` that are still empty, innermost first.
+
+    ``inner`` names subfolders the job made in the innermost one (its working
+    folder), removed first when empty. Only empty folders go (``os.rmdir``),
+    so nothing that anybody wrote into them meanwhile is lost.
+    """
+    if not folders:
+        return
+    for name in inner:
+        try:
+            os.rmdir(Path(folders[-1]) / name)
+        except OSError:
+            pass
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 # --------------------------------------------------------------------------------------

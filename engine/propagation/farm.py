@@ -40,6 +40,19 @@ def check_dask(dask):
     if not isinstance(dask, (str, distributed.Client)):
         raise ValueError(f"dask must be a scheduler address (tcp://HOST:PORT) or a distributed.Client, "
                          f"got {type(dask).__name__}")
+    if isinstance(dask, str):
+        # Before the job writes its plan: a refused job leaves nothing on disk.
+        if not dask.strip():
+            raise ValueError("dask: the scheduler address is empty (expected tcp://HOST:PORT)")
+        if dask.startswith("tcp://"):
+            import socket
+
+            from distributed.comm import get_address_host_port  # distributed/comm/addressing.py
+            try:
+                host, port = get_address_host_port(dask)
+                socket.create_connection((host, port), timeout=10).close()
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"dask: cannot reach the Dask scheduler at {dask} ({exc})") from None
 
 
 def _connect(dask):

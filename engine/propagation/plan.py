@@ -39,8 +39,8 @@ import time
 
 import numpy as np
 
-from ..frames import FrameError, open_frames, read_image, remove_stale_temp_files, write_bytes_atomic, \
-    write_frame_atomic
+from ..frames import FrameError, open_frames, read_image, read_regular_file, remove_stale_temp_files, \
+    write_bytes_atomic, write_frame_atomic
 from ..flow import FlowCache
 from ..guides import GuideWeights, open_masks
 from ..safety import own_folder
@@ -303,6 +303,8 @@ def load_plan(path):
     """
     path = Path(path)
     try:
+        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block, /dev/zero never end
+            raise PlanError(f"{path}: not a plan (not a regular file)")
         blob = path.read_bytes()
     except FileNotFoundError:
         raise PlanError(f"{path}: plan not found; is the shared folder mounted at this path on this "
@@ -428,8 +430,8 @@ def _unlock(fd):
 
 def _read_marker(plan, task_id):
     try:
-        data = json.loads(plan.marker_path(task_id).read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_regular_file(plan.marker_path(task_id), what="task record"))
+    except (OSError, ValueError):  # FrameError is a ValueError
         return None
     return data if isinstance(data, dict) else None
 
@@ -440,8 +442,8 @@ def task_is_done(plan, task):
     if marker is None or marker.get("fingerprint") != task["fingerprint"]:
         return False
     outputs = marker.get("outputs")
-    if not isinstance(outputs, dict):
-        return False
+    if not isinstance(outputs, dict) or (task["kind"] != "flow" and set(outputs) != set(task["outputs"])):
+        return False  # a damaged record: each task but flow records every output it has
     for name, digest in outputs.items():
         path = plan.resolve(name)
         try:
@@ -596,7 +598,9 @@ def run_task(plan, task_id, *, env=None, env_factory=None, on_wait=None):
 def run_task_status(plan, task_id, *, env=None, env_factory=None, on_wait=None):
     """:func:`run_task`, returning ``(frames synthesized, whether the task had work to do)``."""
     if not isinstance(plan, Plan):
-        plan = load_plan(plan)
+        from ..safety import as_path
+
+        plan = load_plan(as_path("plan", plan))  # a wrong type names the parameter
     task = plan.task(task_id)
     for dep in task["deps"]:
         if dep.startswith("flow-"):
