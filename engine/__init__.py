@@ -18,6 +18,7 @@ _LAZY = {
     "propagate": (".propagation", "propagate"),
     "PropagateResult": (".propagation", "PropagateResult"),
     "JobSettings": (".propagation", "JobSettings"),
+    "KeyStylization": (".propagation", "KeyStylization"),
     "Cancelled": (".stylizers._common", "Cancelled"),
     "suggest_keyframes": (".keyframes", "suggest_keyframes"),
     "open_frames": (".frames", "open_frames"),

@@ -38,9 +38,11 @@ def add_propagate_parser(subparsers):
 
 def add_job_arguments(p, *, required=True):
     """The arguments that describe a job, shared by ``propagate`` and ``plan``."""
+    from .stylizers import FRAME_METHODS as STYLIZED_METHODS
+
     p.add_argument("frames", metavar="FRAMES_DIR_OR_VIDEO", nargs=None if required else "?")
-    p.add_argument("--key", action="append", default=[], metavar="N=IMAGE", required=required,
-                   help="a stylized keyframe for frame N (repeatable)")
+    p.add_argument("--key", action="append", default=[], metavar="N=IMAGE",
+                   help="a stylized keyframe for frame N (repeatable; or --stylize-keys)")
     p.add_argument("--out", required=required, metavar="OUT_DIR")
     p.add_argument("--mask", metavar="DIR", help="folder of per-frame masks; output is RGBA")
     p.add_argument("--quality", default="balanced", choices=("draft", "balanced", "best"))
@@ -63,6 +65,45 @@ def add_job_arguments(p, *, required=True):
                         "(by default it is removed; an unfinished job always keeps what it needs to resume)")
     p.add_argument("--cache-limit-mb", type=float, default=1024.0, metavar="MB",
                    help="size cap of the flow cache; least recently used pairs are evicted (default 1024)")
+    g = p.add_argument_group("keys the job stylizes", "Frames the job stylizes itself, one task per key (on a farm, "
+                             "spread over the workers), besides any --key. With neural and deepdream the keys "
+                             "agree, as with 'stylize-keys'.")
+    g.add_argument("--stylize-keys", metavar="N,N,...", help="frame numbers of the keys to stylize, e.g. 1,41,81")
+    g.add_argument("--method", choices=STYLIZED_METHODS, help="how they are stylized")
+    g.add_argument("--style-image", metavar="ART", help="the artwork, for --method neural")
+    g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter of the method, e.g. iterations=300 (repeatable)")
+    g.add_argument("--anchor", type=int, metavar="N", help="the key stylized first (default the first)")
+    g.add_argument("--independent", action="store_true", help="stylize each key on its own (keys will disagree)")
+    g.add_argument("--key-temporal-weight", type=float, metavar="W",
+                   help="how strongly a key is held to its warped neighbour (default 1000)")
+
+
+def key_stylization(args):
+    """The KeyStylization that ``--stylize-keys`` and its options describe, or None."""
+    from .cli_video import _pairs, _parse_keys
+    from .propagation import KeyStylization
+    from .stylizers import FRAME_METHODS as STYLIZED_METHODS, parse_param
+
+    given = [name for name in ("method", "style_image", "anchor", "key_temporal_weight") if getattr(args, name)
+             is not None] + (["param"] if args.param else []) + (["independent"] if args.independent else [])
+    if args.stylize_keys is None:
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} is for keys the job stylizes: give --stylize-keys")
+        return None
+    if args.method is None:
+        raise ValueError("--stylize-keys needs --method (" + ", ".join(STYLIZED_METHODS) + ")")
+    pairs = _pairs(args.param)
+    filt = pairs.get("filter") if args.method == "painterly" else None
+    try:
+        params = {name: parse_param(args.method, name, text, filter=filt) for name, text in pairs.items()}
+    except ImportError:  # the method needs torch, which only the workers must have: its own checks run there
+        params = dict(pairs)
+    if args.style_image is not None:
+        params["style_image"] = args.style_image
+    return KeyStylization(numbers=tuple(_parse_keys(args.stylize_keys)), method=args.method, params=params,
+                          consistent=not args.independent, anchor=args.anchor,
+                          temporal_weight=args.key_temporal_weight)
 
 
 #: A frame number on the command line: plain decimal digits (a minus sign is
@@ -124,7 +165,8 @@ def run_propagate(args):
             warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
             result = propagate(args.frames, keys, out=args.out, masks=args.mask, settings=settings,
                                progress=progress, cancel=cancel, cache_dir=args.cache_dir,
-                               keep_cache=args.keep_cache, cache_limit_mb=args.cache_limit_mb, dask=args.dask)
+                               keep_cache=args.keep_cache, cache_limit_mb=args.cache_limit_mb, dask=args.dask,
+                               stylize=key_stylization(args))
     except KeyboardInterrupt:
         print("\npropagate: interrupted; complete frames are kept, run again to resume", file=sys.stderr)
         return 130

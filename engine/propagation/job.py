@@ -149,7 +149,7 @@ def plan_spans(frame_numbers, key_numbers):
 
 def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="weighted",
               key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None,
-              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None):
+              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None, stylize=None):
     """Carry the look of stylized keyframes over every frame of a clip.
 
     Parameters
@@ -211,6 +211,11 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         or at the same paths relative to ``out``, and have the engine
         installed. Progress and cancel work as for a local run. Needs
         ``dask[distributed]``; without it, a clear error.
+    stylize : KeyStylization, optional
+        Keys the job stylizes itself from their frames, each as one task (on
+        a farm, spread over the workers like the propagation), besides the
+        painted ``keys`` (which may then be empty). See
+        :class:`engine.propagation.stylized_keys.KeyStylization`.
 
     Returns
     -------
@@ -264,21 +269,22 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     try:
         return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=progress,
                           cancel=cancel, cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes,
-                          t_start=t_start, dask=dask)
+                          t_start=t_start, dask=dask, stylize=stylize)
     finally:
         if opened:
             source.close()
 
 
 def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, keep_cache=False,
-             cache_limit_mb=DEFAULT_CACHE_LIMIT_MB):
+             cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, stylize=None):
     """Check a job as :func:`propagate` does and write its plan, ``OUT/.karwai-plan.json``, without running it.
 
     The plan lists every task with its inputs, outputs, dependencies,
     fingerprint and command line (``python -m engine run-task PLAN TASK_ID``);
     see :mod:`engine.propagation.plan`. The keys are written beside it
     (``OUT/.karwai-tasks/keys``), so that any machine that sees ``out`` can run
-    any task.
+    any task. ``stylize`` (a :class:`~engine.propagation.stylized_keys.KeyStylization`)
+    adds keys that the plan's ``key-N`` tasks stylize from their frames.
 
     Returns
     -------
@@ -298,7 +304,7 @@ def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, ke
     try:
         return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=None, cancel=None,
                           cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes, t_start=None,
-                          dask=None, plan_only=True)
+                          dask=None, plan_only=True, stylize=stylize)
     finally:
         if opened:
             source.close()
@@ -315,14 +321,24 @@ def _open_source(frames):
 
 
 def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, keep_cache, max_bytes, t_start,
-               dask, plan_only=False):
+               dask, plan_only=False, stylize=None):
     source.validate()
     h, w = source.size
-    key_styles, key_files = _load_keys(keys, source, settings.key_fit)
+    if stylize is not None:
+        from .stylized_keys import KeyStylization
+
+        if not isinstance(stylize, KeyStylization):
+            raise ParameterTypeError(f"stylize must be a KeyStylization, got {type(stylize).__name__}")
+        stylize = stylize.checked(source)
+        both = sorted(set(stylize.numbers) & {int(n) for n in keys if isinstance(n, (int, np.integer))})
+        if both:
+            raise ValueError(f"keys: frame {both[0]} has a painted key and is also to be stylized (stylize.numbers)")
+    key_styles, key_files = _load_keys(keys, source, settings.key_fit, allow_none=stylize is not None)
+    key_numbers = sorted(set(key_styles) | set(stylize.numbers if stylize is not None else ()))
     mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
 
     # What the job reads against what it writes, before anything is written.
-    check_clashes(_reads(source, key_files, mask_source),
+    check_clashes(_reads(source, key_files, mask_source, stylize),
                   [("the output folder", out, True), ("the cache folder", cache, not cache.exists()),
                    ("the flow cache", cache / "flow", True), ("the pass states", cache / "work", True)])
     for folder in (cache / "flow", cache / "work"):
@@ -349,17 +365,19 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
     mask_ids = _mask_identity(mask_source, source.frame_numbers)
     key_hashes = {n: hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
                   for n, img in key_styles.items()}
+    if stylize is not None:
+        key_hashes.update(stylize.recipes(source, identity))  # stand in for the images, not yet made
     job_fp = _hash("engine", __version__, RESULT_FORMAT, settings.fingerprint())
 
     def inputs_of(n):
         return f"{n}:{identity[n]}:{mask_ids.get(n, '')}"
 
-    spans = plan_spans(source.frame_numbers, key_styles)
+    spans = plan_spans(source.frame_numbers, key_numbers)
     span_fps = {span.name: _hash(span.name, job_fp, key_hashes.get(span.key_a, ""), key_hashes.get(span.key_b, ""),
                                  *(inputs_of(k) for k in (span.key_a, span.key_b) if k is not None),
                                  *(inputs_of(n) for n in span.frames))
                 for span in spans}
-    key_fps = {n: _hash("key", job_fp, key_hashes[n], inputs_of(n)) for n in key_styles}
+    key_fps = {n: _hash("key", job_fp, key_hashes[n], inputs_of(n)) for n in key_numbers}
 
     out = check_output_dir(out)
     with FolderLock(out):
@@ -383,7 +401,7 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
                          fingerprints=_Fingerprints(identity=identity, masks=mask_ids, key_hashes=key_hashes,
                                                     spans=span_fps, keys=key_fps,
                                                     work=lambda fp: work_root / f"{work_prefix}-{fp[:24]}"),
-                         key_dir=None if plan_only or dask is not None else cache / "keys")
+                         key_dir=None if plan_only or dask is not None else cache / "keys", stylize=stylize)
         if plan_only:
             return plan
         if dask is not None:
@@ -421,9 +439,12 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
                            seconds=time.perf_counter() - t_start)
 
 
-def _reads(source, key_files, mask_source):
+def _reads(source, key_files, mask_source, stylize=None):
     """``(what, path, is_folder)`` of every file and folder the job reads."""
     reads = []
+    if stylize is not None:
+        reads += [(f"the keys' {name.replace('_', ' ')}", path, False) for name, path in stylize.params.items()
+                  if isinstance(path, Path)]
     path = getattr(source, "path", None)
     path_for = getattr(source, "path_for", None)
     if path is not None:
@@ -786,11 +807,11 @@ def _mask_identity(mask_source, frame_numbers):
     return {n: digests[files[n]] for n in frame_numbers if n in files}
 
 
-def _load_keys(keys, source, key_fit):
+def _load_keys(keys, source, key_fit, *, allow_none=False):
     """``(styles, files)``: the fitted key images, and the files they were read from."""
     if not isinstance(keys, dict):
         raise ParameterTypeError(f"keys must be a dict {{frame_number: image or path}}, got {type(keys).__name__}")
-    if not keys:
+    if not keys and not allow_none:
         raise ValueError("keys: at least one keyframe is needed")
     h, w = source.size
     styles = {}

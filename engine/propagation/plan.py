@@ -138,17 +138,25 @@ class Plan:
         return self.out / TASKS_DIR / f"{task_id}.json"
 
 
-def task_graph(frame_numbers, key_numbers):
+def task_graph(frame_numbers, key_numbers, *, stylized=None):
     """The tasks of a job and their dependencies, without files: ``id``, ``kind``, ``deps``, ``units``.
 
     ``units`` counts the work of a task (``flow`` pairs, ``pass`` frames,
-    ``finish`` frames, ``key`` images), from which :mod:`.simulate` predicts
-    its duration. Tasks come in an order that respects the dependencies.
+    ``finish`` frames, ``key`` images, ``stylize``d keys), from which
+    :mod:`.simulate` predicts its duration. ``stylized`` lists the keys the job
+    stylizes, in the order they can be made, as ``[(key, the key it follows or
+    None)]`` (:meth:`~engine.propagation.stylized_keys.KeyStylization.order`).
+    Tasks come in an order that respects the dependencies.
     """
     from .job import plan_spans
 
-    keys = sorted(key_numbers)
-    tasks = [{"id": f"key-{n}", "kind": "key", "key": n, "deps": [], "units": {"key": 1}} for n in keys]
+    stylized = list(stylized or [])
+    follows = dict(stylized)
+    painted = sorted(set(key_numbers) - set(follows))
+    tasks = [{"id": f"key-{n}", "kind": "key", "key": n, "deps": [], "units": {"key": 1}} for n in painted]
+    tasks += [{"id": f"key-{n}", "kind": "key", "key": n, "deps": [] if ref is None else [f"key-{ref}"],
+               "units": {"key": 1, "stylize": 1}} for n, ref in stylized]
+    keys = sorted(set(key_numbers) | set(follows))
     finishes = [t["id"] for t in tasks]
     for span in plan_spans(frame_numbers, keys):
         base = {"span": span.name, "span_kind": span.kind, "key_a": span.key_a, "key_b": span.key_b,
@@ -174,14 +182,16 @@ KEY_FILES = re.compile(r"key--?[0-9]+-[0-9a-f]{16}\.png")
 
 
 def make_plan(source, key_styles, *, out, settings, fingerprints, masks=None, cache_dir=None,
-              keep_cache=False, cache_limit_mb=None, write=True, key_dir=None):
+              keep_cache=False, cache_limit_mb=None, write=True, key_dir=None, stylize=None):
     """Split a checked job into tasks; write the keys and (when ``write``) the plan file.
 
     ``source`` is an opened, validated frame source; ``key_styles`` the fitted
     keys (``{n: uint8 array}``); ``out`` the checked output folder;
     ``fingerprints`` what :func:`engine.propagation.job.propagate` computed
-    about the inputs (one source of truth for what decides each output).
-    Returns a :class:`Plan`.
+    about the inputs (one source of truth for what decides each output; a
+    stylized key's ``key_hashes`` entry is its recipe); ``stylize`` the checked
+    :class:`~engine.propagation.stylized_keys.KeyStylization` of the keys the
+    tasks stylize. Returns a :class:`Plan`.
     """
     from .job import CACHE_NAME, plan_spans
 
@@ -206,13 +216,23 @@ def make_plan(source, key_styles, *, out, settings, fingerprints, masks=None, ca
         if not path.exists() or _png_hash(path) != key_hashes[n]:
             write_frame_atomic(path, image)
         keys[str(n)] = {"file": _rel(path, out), "sha256": key_hashes[n]}
+    stylized = stylize.order() if stylize is not None else []
+    # Stylized keys stay beside the task records whatever the cache: each is minutes of work.
+    stylized_dir = own_folder(out / TASKS_DIR / "keys", "the plan's keys", adopt=KEY_FILES) if stylized \
+        else None
+    channels = 4 if any(image.shape[2] == 4 for image in key_styles.values()) else 3
+    for n, follows in stylized:
+        path = stylized_dir / f"key-{n}-{fingerprints.key_hashes[n][:16]}.png"
+        keys[str(n)] = {"file": _rel(path, out), "recipe": fingerprints.key_hashes[n], "channels": channels,
+                        "stylize": stylize.plan_entry(n, follows, lambda p: _rel(p, out))}
     wanted = {Path(entry["file"]).name for entry in keys.values()}
-    for old in key_dir.iterdir():  # keys of an earlier plan of this job, written by it
-        if KEY_FILES.fullmatch(old.name) and old.name not in wanted:
-            try:
-                old.unlink()
-            except OSError:
-                pass
+    for folder in {key_dir, stylized_dir} - {None}:
+        for old in folder.iterdir():  # keys of an earlier plan of this job, written by it
+            if KEY_FILES.fullmatch(old.name) and old.name not in wanted:
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
     mask_identity = {str(n): d for n, d in fingerprints.masks.items()} if masks else None
     flow_key = settings.flow_params.cache_key()
 
@@ -225,13 +245,19 @@ def make_plan(source, key_styles, *, out, settings, fingerprints, masks=None, ca
         return ["python", "-m", "engine", "run-task", command_plan, task_id]
 
     tasks = []
-    spans = {span.name: span for span in plan_spans(source.frame_numbers, key_styles)}
-    for task in task_graph(source.frame_numbers, key_styles):
+    key_numbers = sorted(set(key_styles) | {n for n, _ in stylized})
+    spans = {span.name: span for span in plan_spans(source.frame_numbers, key_numbers)}
+    for task in task_graph(source.frame_numbers, key_numbers, stylized=stylized):
         tasks.append(task)
         if task["kind"] == "key":
             n = task["key"]
-            task.update(inputs=[keys[str(n)]["file"]], outputs=[source.name_for(n)],
-                        fingerprint=fingerprints.keys[n])
+            if "stylize" in keys[str(n)]:
+                task.update(inputs=[source.name_for(n) if not hasattr(source, "path_for") else
+                                    _rel(source.path_for(n), out)],
+                            outputs=[source.name_for(n), keys[str(n)]["file"]], fingerprint=fingerprints.keys[n])
+            else:
+                task.update(inputs=[keys[str(n)]["file"]], outputs=[source.name_for(n)],
+                            fingerprint=fingerprints.keys[n])
             continue
         if task["kind"] == "end":
             task.update(inputs=[], outputs=[],
@@ -548,6 +574,11 @@ class _LazyKeys(dict):
         entry = self.plan.data["keys"].get(str(n))
         if entry is None:
             raise KeyError(n)
+        if "stylize" in entry:
+            from .stylized_keys import stylized_key_image
+
+            self[n] = stylized_key_image(self.plan, n)
+            return self[n]
         path = self.plan.resolve(entry["file"])
         if not path.exists():
             raise PlanError(f"{path}: key image of frame {n} not found (field keys of {self.plan.path}); "
@@ -638,9 +669,16 @@ def _finished_elsewhere(plan, dep):
 def _run_key(plan, task, env):
     n = task["key"]
     env.check_sources([n])
+    outputs = {}
+    if "stylize" in plan.data["keys"][str(n)]:
+        from .stylized_keys import make_stylized_key
+
+        image, outputs[task["outputs"][1]] = make_stylized_key(plan, n, env)
+        env.ctx.keys[n] = image
     env.ctx.write_output(n, env.ctx.keys[n], task["fingerprint"])
     name = task["outputs"][0]
-    return 0, {name: _file_sha256(plan.out / name)}
+    outputs[name] = _file_sha256(plan.out / name)
+    return 0, outputs
 
 
 def _run_flow(plan, task, env):
