@@ -382,7 +382,7 @@ def run_propagate_case(case, work):
     import numpy as np
 
     from engine.guides import GuideWeights
-    from engine.propagation import propagate
+    from engine.propagation import JobSettings, propagate
 
     work = Path(work)
     h, w = case["h"], case["w"]
@@ -442,8 +442,9 @@ def run_propagate_case(case, work):
     elif case["weights"] == "dict":
         weights = {"colour": 1.0}
     out = work / "out"
-    result = propagate(frames, keys, out=out, masks=masks, quality=case["quality"], weights=weights,
-                       blend_mode=case["blend_mode"], key_fit=case["key_fit"], seed=case["seed"])
+    settings = JobSettings(quality=case["quality"], weights=GuideWeights() if weights is None else weights,
+                           blend=case["blend_mode"], key_fit=case["key_fit"], seed=case["seed"])
+    result = propagate(frames, keys, out=out, masks=masks, settings=settings)
     names = sorted(p.name for p in result.frames)
     if names != [f"{t:04d}.png" for t in case["numbers"]]:
         raise BadResult(f"outputs {names} for frames {case['numbers']}")

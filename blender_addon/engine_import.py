@@ -56,6 +56,22 @@ def get_engine():
     return module
 
 
+def settings_module():
+    """The engine's ``settings`` module (vendored copy first), imported on its own.
+
+    It is standard library only, so the add-on's properties can be made from it at
+    registration, before the engine's dependencies are installed; :func:`get_engine`'s
+    check of the package would import the whole propagation.
+    """
+    name = _vendored_name()
+    try:
+        if name and importlib.util.find_spec(name) is not None:
+            return importlib.import_module(f"{name}.settings")
+        return importlib.import_module("engine.settings")
+    except ImportError as exc:
+        raise EngineMissing(f"Kar-Wai's engine settings cannot be loaded: {exc}") from exc
+
+
 def search_path(engine=None):
     """The folder to put on ``sys.path`` so that ``import engine`` finds this engine.
 

@@ -163,14 +163,10 @@ class Snapshot:
         Folder for the flow cache and the working copies of trimmed clips.
     mask : ClipPlan or None
         Masks, on the same visible frames as ``clip``.
-    quality : str
-        ``"draft"``, ``"balanced"`` or ``"best"``.
-    weights : dict
-        Guide weights ``{colour, edge, positional, temporal, style}``.
-    temporal_smoothing : float
-        Strength of the two-way filter along the flow (0: off).
-    restore_detail : bool
-        Whether each frame's detail is scaled towards the keys'.
+    settings : dict
+        The propagation's knobs, ``{name: value}`` as ``engine.settings.knobs``
+        names them (``JobSettings.from_knobs`` reads it; missing ones take
+        their defaults).
     farm_plan : bool
         Propagate writes the job's plan for a farm instead of running it.
     threads : int
@@ -196,10 +192,7 @@ class Snapshot:
     cache_dir: str
     keys: tuple = ()
     mask: ClipPlan | None = None
-    quality: str = "balanced"
-    weights: dict = dataclasses.field(default_factory=dict)
-    temporal_smoothing: float = 0.8
-    restore_detail: bool = True
+    settings: dict = dataclasses.field(default_factory=dict)
     farm_plan: bool = False
     threads: int = 0
     device: str = "auto"
@@ -697,10 +690,7 @@ def run_propagate(snapshot, *, engine, report, cancel):
     _seed_staging(final, staging)
     keys = {k.number: k.path for k in snapshot.keys}
     # The engine's one settings record of a propagation job (as the CLI builds it too).
-    settings = engine.JobSettings(quality=snapshot.quality,
-                                  weights=engine.guides.GuideWeights(**snapshot.weights),
-                                  temporal_smoothing=float(snapshot.temporal_smoothing),
-                                  restore_detail=bool(snapshot.restore_detail))
+    settings = engine.JobSettings.from_knobs(snapshot.settings)
     if snapshot.farm_plan:
         report.step("Finishing")
         if engine.plan_job is None:

@@ -159,7 +159,7 @@ def _print_simulation(tasks, costs, max_workers):
 
 
 def _write_flamenco_job(plan, args):
-    from .frames import write_bytes_atomic
+    from .files import write_bytes_atomic
 
     graph = [[t["id"], t["deps"], t["command"]] for t in plan.tasks]
     job = {

@@ -19,14 +19,15 @@ source and a target bundle into the lists that ``engine.synth.synthesize`` takes
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .flow import consistency_mask, identity_grid, warp
-from .frames import FrameError, read_image
+from .errors import FrameError
+from .images import aspect_differs, read_image, resize
+from .settings import GuideWeights
 
 __all__ = [
     "GuideWeights",
@@ -46,40 +47,6 @@ __all__ = [
     "guide_lists",
 ]
 
-#: Largest aspect-ratio difference a resized mask may have (1 %).
-ASPECT_TOLERANCE = 0.01
-
-
-@dataclasses.dataclass(frozen=True)
-class GuideWeights:
-    """Weights of the guides and of the style term, as in the literature.
-
-    Each weight is split evenly over its guide's channels by the synthesis, as
-    Ebsynth does. Note that Ebsynth's positional guide is an RGB image with a zero
-    blue channel, so its weight 2 is 2/3 per channel; :func:`positional_guide`
-    returns two channels by default (1 per channel) and three with ``channels=3``.
-
-    Parameters
-    ----------
-    colour, edge, positional, temporal, style : float
-        Non-negative weights, at most 1e9 (defaults 6, 0.5, 2, 0.5, 1).
-    """
-
-    colour: float = 6.0
-    edge: float = 0.5
-    positional: float = 2.0
-    temporal: float = 0.5
-    style: float = 1.0
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"weight {field.name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"weight {field.name} must be finite and >= 0, got {value!r}")
-            if value > 1e9:  # the synthesis's limit: larger weights overflow its float32 distances
-                raise ValueError(f"weight {field.name} must be at most 1e9, got {value!r}")
 
 
 # ------------------------------------------------------------------------- checks
@@ -367,13 +334,12 @@ def _fit_mask(mask, size, what):
     mh, mw = mask.shape[:2]
     if (mh, mw) == (h, w):
         return mask
-    if abs((mw / mh) / (w / h) - 1.0) > ASPECT_TOLERANCE:
+    if aspect_differs((mh, mw), (h, w)):
         raise ValueError(
             f"{what}: mask is {mw}x{mh} but frames are {w}x{h}; the aspect ratios "
             "differ by more than 1 %"
         )
-    interpolation = cv2.INTER_AREA if mh > h else cv2.INTER_LINEAR
-    return cv2.resize(mask, (w, h), interpolation=interpolation)
+    return resize(mask, h, w, enlarge="linear")
 
 
 def load_mask(path, *, size):

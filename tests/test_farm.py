@@ -361,14 +361,14 @@ import sys
 sys.modules["distributed"] = None  # as if dask[distributed] were not installed
 import numpy as np
 from engine.frames import write_frame_atomic
-from engine.propagation import propagate
+from engine.propagation import JobSettings, propagate
 from pathlib import Path
 clip = Path({str(tmp_path / 'clip')!r}); clip.mkdir()
 rng = np.random.default_rng(0)
 for t in range(1, 5):
     write_frame_atomic(clip / f"{{t:04d}}.png", (rng.random((24, 32, 3)) * 255).astype(np.uint8))
 key = (rng.random((24, 32, 3)) * 255).astype(np.uint8)
-r = propagate(clip, {{1: key}}, out={str(tmp_path / 'out')!r}, quality="draft")
+r = propagate(clip, {{1: key}}, out={str(tmp_path / 'out')!r}, settings=JobSettings(quality="draft"))
 print("local", r.computed)
 try:
     propagate(clip, {{1: key}}, out={str(tmp_path / 'out2')!r}, dask="tcp://127.0.0.1:1")

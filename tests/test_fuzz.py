@@ -25,6 +25,9 @@ pytestmark = pytest.mark.slow
 from benchmarks import fuzz
 from engine.guides import GuideWeights
 from engine.synth import synthesize
+from engine.propagation import JobSettings
+
+DRAFT = JobSettings(quality="draft")
 
 CI_CASES = {"synth": 200, "propagate": 30}
 
@@ -140,7 +143,7 @@ import tempfile
 from pathlib import Path
 import cv2, numpy as np
 from engine.flow import FlowParams, compute_flow_pair
-from engine.propagation import propagate
+from engine.propagation import JobSettings, propagate
 rng = np.random.default_rng(0)
 for preset in ("medium", "fast", "ultrafast"):
     for hw in [(13, 40), (15, 50), (12, 100), (31, 200), (40, 13), (8, 300), (16, 44)]:
@@ -152,7 +155,7 @@ root = Path(tempfile.mkdtemp())
 big = (rng.random((13, 60, 3)) * 255).astype(np.uint8)
 for t in (2, 8):
     cv2.imwrite(str(root / "in" / f"{t:04d}.png"), big[:, t:t + 40])
-result = propagate(root / "in", {8: big[:, 8:48, ::-1].copy()}, out=root / "out", quality="draft")
+result = propagate(root / "in", {8: big[:, 8:48, ::-1].copy()}, out=root / "out", settings=JobSettings(quality="draft"))
 assert [cv2.imread(str(p)).shape for p in result.frames] == [(13, 40, 3)] * 2
 print("ok")
 """

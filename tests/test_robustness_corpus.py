@@ -27,7 +27,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.propagation import propagate
+from engine.propagation import JobSettings, propagate
+
+DRAFT = JobSettings(quality="draft")
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 32, 48
@@ -759,13 +761,17 @@ CLI_ONLY = {"duplicate_key", "key_without_a_frame_number", "key_with_a_non_integ
 def test_api(tmp_path, name):
     c = CASES[name](tmp_path)
     kwargs = dict(c.api)
-    weights = kwargs.pop("weights", None)
-    quality = kwargs.pop("quality", "draft")
+    fields = {"quality": "draft"}
+    for keyword, name in (("weights", "weights"), ("seed", "seed"), ("quality", "quality"), ("blend_mode", "blend"),
+                          ("key_fit", "key_fit")):
+        if keyword in kwargs:
+            fields[name] = kwargs.pop(keyword)
     before = hash_tree(c.src)
 
     def call():
-        return propagate(c.frames, dict(c.keys), out=c.out, quality=quality,
-                         weights=weights() if weights else None, **kwargs)
+        if "weights" in fields:
+            fields["weights"] = fields["weights"]()
+        return propagate(c.frames, dict(c.keys), out=c.out, settings=JobSettings(**fields), **kwargs)
     if c.ok:
         call()
         assert_success(c)
@@ -971,7 +977,7 @@ def test_issue11_a_key_inside_the_output_folder_is_refused(tmp_path):
     (c.tmp / "elsewhere" / "k.png").symlink_to(key5)
     with pytest.raises(ValueError, match="key for frame 5"):
         propagate(c.frames, {1: c.keys[1], 5: c.tmp / "elsewhere" / ".." / "elsewhere" / "k.png"},
-                  out=out, quality="draft")
+                  out=out, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -1058,13 +1064,13 @@ def test_issue11_two_jobs_with_different_keys_in_one_output_folder(tmp_path):
     c, frames = small_job(tmp_path, keys=(1,))
     other = {1: stylized(frames[1])[:, :, ::-1].copy()}
     propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
-    second = propagate(c.frames, other, out=c.out, quality="draft")
+    second = propagate(c.frames, other, out=c.out, settings=DRAFT)
     assert second.skipped == 0
-    fresh = propagate(c.frames, other, out=c.tmp / "fresh", quality="draft")
+    fresh = propagate(c.frames, other, out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
     # A finished frame replaced by other bytes is not taken as finished.
     (c.out / "0004.png").write_bytes((c.out / "0001.png").read_bytes())
-    again = propagate(c.frames, other, out=c.out, quality="draft")
+    again = propagate(c.frames, other, out=c.out, settings=DRAFT)
     assert again.computed > 0 and outputs(c.out) == outputs(fresh.out)
 
 
@@ -1091,8 +1097,8 @@ def test_issue11_damaged_flow_cache_data_is_recomputed(tmp_path):
         data[-200:-100] = bytes(100)
         path.write_bytes(bytes(data))
     new_key = {1: stylized(frames[1])[:, ::-1].copy()}  # a changed key: every span recomputed from the flow
-    propagate(c.frames, new_key, out=c.out, quality="draft", keep_cache=True)
-    fresh = propagate(c.frames, new_key, out=c.tmp / "fresh", quality="draft")
+    propagate(c.frames, new_key, out=c.out, settings=DRAFT, keep_cache=True)
+    fresh = propagate(c.frames, new_key, out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
 
 
@@ -1268,7 +1274,7 @@ def test_issue11_a_refused_call_creates_no_output_folder(tmp_path):
     out = c.tmp / "a" / "b" / "out"
     for bad in ({1: c.src / "missing.png"}, {99: c.keys[1]}, {}):
         with pytest.raises(ValueError):
-            propagate(c.frames, bad, out=out, quality="draft")
+            propagate(c.frames, bad, out=out, settings=DRAFT)
     with pytest.raises(ValueError):
         propagate(c.frames, dict(c.keys), out=out, masks=c.src / "no masks", quality="draft")
     with pytest.raises(ValueError):

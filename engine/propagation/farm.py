@@ -16,7 +16,7 @@ for a cluster.
 import secrets
 import time
 
-from ..stylizers._common import Cancelled
+from ..errors import Cancelled
 from .plan import PlanError, TaskEnv, load_plan, run_task_status
 
 __all__ = ["run_plan_dask", "run_task_on_worker", "check_dask"]

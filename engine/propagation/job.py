@@ -34,19 +34,19 @@ import re
 import time
 import warnings
 
-import cv2
 import numpy as np
 
 from .. import __version__
 from ..flow import FlowCache, warp
-from ..frames import (FrameError, check_output_dir, encode_image, open_frames, read_image, read_regular_file,
-                      remove_stale_temp_files, write_bytes_atomic)
-from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
+from ..errors import Cancelled, FrameError
+from ..files import check_output_dir, read_regular_file, remove_stale_temp_files, write_bytes_atomic
+from ..frame_source import open_frames
+from ..images import encode_image, fit_to, read_image
+from ..guides import (apply_mask, edge_guide, keyframe_positions, advect_positions,
                       open_masks, positional_guide, temporal_guide)
 from ..safety import (FolderLock, ParameterTypeError, as_path, check_clashes, file_digest, is_owned,
                       own_folder, remove_owned, seal, unseal)
-from ..stylizers._common import Cancelled
-from .settings import JobSettings
+from ..settings import JobSettings
 
 # The synthesis (numba) and the blending are imported when first used,
 # so that a user's error is reported without their import time.
@@ -147,9 +147,14 @@ def plan_spans(frame_numbers, key_numbers):
     return spans
 
 
-def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="weighted",
-              key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None,
-              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None):
+#: The keywords that ``propagate`` took before :class:`JobSettings` carried every
+#: knob: keyword -> settings field. Still accepted, with a DeprecationWarning.
+_OLD_KEYWORDS = {"quality": "quality", "weights": "weights", "blend_mode": "blend", "key_fit": "key_fit",
+                 "seed": "seed"}
+
+
+def propagate(frames, keys, *, out, settings=None, masks=None, progress=None, cancel=None, cache_dir=None,
+              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None, **old_keywords):
     """Carry the look of stylized keyframes over every frame of a clip.
 
     Parameters
@@ -170,15 +175,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     masks : str or os.PathLike, optional
         Folder of per-frame masks (same numbering). Only the masked region takes
         the style; outside it the output is transparent (RGBA).
-    quality : {"draft", "balanced", "best"}
-        How much work is done per frame.
-    weights : GuideWeights, optional
-        Guide weights (colour 6, edge 0.5, positional 2, temporal 0.5, style 1).
-    blend_mode : {"weighted", "poisson", "crossfade"}
-        Blending of the two passes between keys (see :class:`JobSettings`);
-        "crossfade" is the baseline.
-    key_fit : {"refuse", "crop", "pad"}
-    seed : int
+    settings : JobSettings, optional
+        Every knob of the job: quality, guide weights, blend mode, key fit,
+        seed, temporal smoothing, detail restoration (default
+        ``JobSettings()``).
     progress : callable, optional
         ``progress(done, total, message)``, called after every unit of work
         (a pass over one frame).
@@ -190,9 +190,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         keeps them in the ``flow`` and ``work`` folders in it, which it creates
         and marks as its own; it never uses, nor deletes, such a folder that it
         did not make.
-    settings : JobSettings, optional
-        All settings at once; overrides ``quality``, ``weights``, ``blend_mode``,
-        ``key_fit`` and ``seed``.
+    quality, weights, blend_mode, key_fit, seed
+        Deprecated: the keywords of the first API, read into a
+        :class:`JobSettings` with a ``DeprecationWarning``. Passing one together
+        with ``settings`` is an error.
     keep_cache : bool
         Keep the flow cache after a successful job, so that a re-run with a
         changed key does not recompute the flow. By default the cache (flow
@@ -241,11 +242,7 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     """
     t_start = time.perf_counter()
     # Every argument is checked before anything is created or written.
-    if settings is None:
-        settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
-                               key_fit=key_fit, seed=seed)
-    elif not isinstance(settings, JobSettings):
-        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    settings = _settings_from(settings, old_keywords)
     out = as_path("out", out)
     cache = as_path("cache_dir", cache_dir) if cache_dir is not None else out / CACHE_NAME
     masks = as_path("masks", masks) if masks is not None else None
@@ -268,6 +265,27 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     finally:
         if opened:
             source.close()
+
+
+def _settings_from(settings, old_keywords):
+    """The job's JobSettings: ``settings``, or one made from the deprecated keywords."""
+    unknown = set(old_keywords) - set(_OLD_KEYWORDS)
+    if unknown:
+        raise TypeError(f"propagate() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    if settings is not None and not isinstance(settings, JobSettings):
+        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    if not old_keywords:
+        return settings if settings is not None else JobSettings()
+    names = ", ".join(sorted(old_keywords))
+    if settings is not None:
+        raise ParameterTypeError(f"propagate: pass either settings or {names}, not both "
+                                 f"(put {names} into the JobSettings)")
+    warnings.warn(f"propagate: the keyword(s) {names} are deprecated; pass settings=JobSettings(...)",
+                  DeprecationWarning, stacklevel=3)
+    fields = {_OLD_KEYWORDS[k]: v for k, v in old_keywords.items()}
+    if fields.get("weights", 0) is None:
+        del fields["weights"]
+    return JobSettings(**fields)
 
 
 def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, keep_cache=False,
@@ -813,7 +831,7 @@ def _load_keys(keys, source, key_fit):
             image = key
         else:
             raise ParameterTypeError(f"keys[{n}] must be an image array or a path, got {type(key).__name__}")
-        styles[n] = _fit_key(image, (h, w), key_fit, what)
+        styles[n] = fit_to(image, (h, w), fit=key_fit, what=what, stacklevel=5)
     # One channel layout for all keys: RGBA if any key carries transparency.
     if any(s.shape[2] == 4 and (s[:, :, 3] < 255).any() for s in styles.values()):
         styles = {n: s if s.shape[2] == 4 else np.dstack([s, np.full(s.shape[:2], 255, np.uint8)])
@@ -821,42 +839,6 @@ def _load_keys(keys, source, key_fit):
     else:
         styles = {n: np.ascontiguousarray(s[:, :, :3]) for n, s in styles.items()}
     return dict(sorted(styles.items())), files
-
-
-def _fit_key(image, hw, key_fit, what):
-    if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
-    if image.dtype != np.uint8:
-        raise ValueError(f"{what}: keyframe must be 8- or 16-bit, got {image.dtype}")
-    if image.ndim == 2:
-        image = np.dstack([image] * 3)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"{what}: keyframe must be RGB or RGBA, got shape {image.shape}")
-    h, w = hw
-    kh, kw = image.shape[:2]
-    if kh == 0 or kw == 0:
-        raise ValueError(f"{what}: keyframe is empty ({kw}x{kh} pixels)")
-    if (kh, kw) == (h, w):
-        return image
-    aspect_error = abs((kw / kh) / (w / h) - 1.0)
-    if aspect_error > 0.01 and key_fit == "refuse":
-        raise ValueError(
-            f"{what}: keyframe is {kw}x{kh} but the frames are {w}x{h}, a different aspect ratio; "
-            f"set key_fit to 'crop' or 'pad' to fit it anyway")
-    if aspect_error <= 0.01:
-        warnings.warn(f"{what}: keyframe is {kw}x{kh}, resized to the frames' {w}x{h}", stacklevel=5)
-        interp = cv2.INTER_AREA if kw > w else cv2.INTER_CUBIC
-        return cv2.resize(image, (w, h), interpolation=interp)
-    from ..stylizers.painted import fit_image
-
-    warnings.warn(f"{what}: keyframe is {kw}x{kh}, fitted to {w}x{h} by {key_fit}", stacklevel=5)
-    rgb = image[:, :, :3].astype(np.float32)
-    alpha = image[:, :, 3].astype(np.float32) if image.shape[2] == 4 else None
-    fitted, coverage = fit_image(rgb, alpha, (h, w), fit=key_fit)[:2]
-    fitted = np.clip(np.rint(fitted), 0, 255).astype(np.uint8)
-    if alpha is None and key_fit == "crop":
-        return fitted
-    return np.dstack([fitted, np.clip(np.rint(coverage * 255.0), 0, 255).astype(np.uint8)])
 
 
 class _Record:

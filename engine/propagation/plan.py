@@ -39,12 +39,14 @@ import time
 
 import numpy as np
 
-from ..frames import FrameError, open_frames, read_image, remove_stale_temp_files, write_bytes_atomic, \
-    write_frame_atomic
+from ..errors import FrameError
+from ..files import remove_stale_temp_files, write_bytes_atomic
+from ..frame_source import open_frames
+from ..images import read_image, write_image
 from ..flow import FlowCache
-from ..guides import GuideWeights, open_masks
+from ..guides import open_masks
 from ..safety import own_folder
-from .settings import ALGORITHM_VERSION, JobSettings
+from ..settings import ALGORITHM_VERSION, JobSettings
 
 __all__ = ["PLAN_NAME", "TASKS_DIR", "PlanError", "Plan", "TaskEnv", "make_plan", "load_plan", "run_task",
            "run_task_status", "run_plan", "task_is_done"]
@@ -130,9 +132,7 @@ class Plan:
 
     @property
     def settings(self):
-        s = dict(self.data["settings"])
-        s["weights"] = GuideWeights(**s["weights"])
-        return JobSettings(**s)
+        return JobSettings.from_dict(self.data["settings"])
 
     def marker_path(self, task_id):
         return self.out / TASKS_DIR / f"{task_id}.json"
@@ -204,7 +204,7 @@ def make_plan(source, key_styles, *, out, settings, fingerprints, masks=None, ca
         key_hashes[n] = fingerprints.key_hashes[n]
         path = key_dir / f"key-{n}-{key_hashes[n][:16]}.png"
         if not path.exists() or _png_hash(path) != key_hashes[n]:
-            write_frame_atomic(path, image)
+            write_image(path, image)
         keys[str(n)] = {"file": _rel(path, out), "sha256": key_hashes[n]}
     wanted = {Path(entry["file"]).name for entry in keys.values()}
     for old in key_dir.iterdir():  # keys of an earlier plan of this job, written by it

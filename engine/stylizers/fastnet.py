@@ -175,7 +175,7 @@ def save_network(net, path, *, fingerprint):
     """Write the network as a small file (float16 weights), atomically."""
     import torch
 
-    from ..frames import write_bytes_atomic
+    from ..files import write_bytes_atomic
 
     state = {k: v.detach().to("cpu", torch.float16) for k, v in net.state_dict().items()}
     buffer = io.BytesIO()
@@ -277,7 +277,7 @@ def train_fast_network(frames, style_rgb, *, params, checkpoint, fingerprint, we
 
     import torch
 
-    from ..frames import write_bytes_atomic
+    from ..files import write_bytes_atomic
     from .neural import _energy, _style_size, _resize, content_loss, gram_matrix, style_loss, tv_loss
 
     p = params
@@ -393,9 +393,9 @@ def run_fast_network(source, style_rgb, *, out, masks, progress, cancel, weights
     model_path = Path(p["model"]) if explicit else job.work / MODEL_NAME
     source_path = getattr(source, "path", None)
     if source_path is not None and Path(source_path).is_dir():
-        from ..frames import _is_inside
+        from ..files import is_inside
 
-        if _is_inside(model_path, source_path):
+        if is_inside(model_path, source_path):
             raise ValueError(f"parameter 'model': '{model_path}' lies inside the source folder {source_path}")
     dev = vgg.resolve_device(device)
     net = None

@@ -151,7 +151,7 @@ class _Job:
     """Output folder, record, masks and progress of one video job."""
 
     def __init__(self, source, out, masks, progress, cancel, total):
-        from ..frames import check_output_dir, remove_stale_temp_files
+        from ..files import check_output_dir, remove_stale_temp_files
         from ..guides import open_masks
         from ..propagation.job import _mask_identity, _source_identity
 
@@ -185,7 +185,7 @@ class _Job:
         return {"format": 1, "frames": {}}
 
     def save_record(self):
-        from ..frames import write_bytes_atomic
+        from ..files import write_bytes_atomic
 
         write_bytes_atomic(self.record_path, json.dumps(self.record, indent=1).encode())
 
@@ -198,13 +198,13 @@ class _Job:
 
     def write(self, key, n, image, fingerprint, *, path=None):
         """Write frame ``n`` (masked when the job has masks) and record what made it."""
-        from ..frames import write_frame_atomic
+        from ..images import write_image
         from ..guides import apply_mask
 
         target = self.path(n) if path is None else path
         if path is None and self.masks is not None:
             image = apply_mask(image[:, :, :3], self.masks.read(n))
-        write_frame_atomic(target, image)
+        write_image(target, image)
         self.record["frames"][f"{key}:{n}"] = fingerprint
         self.save_record()
 
@@ -379,7 +379,7 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
         return job.path(n) if folder is None else folder / job.source.name_for(n)
 
     def read_stored(pass_no, n):
-        from ..frames import read_image
+        from ..images import read_image
 
         return np.array(read_image(stored_path(pass_no, n), alpha=False)[:, :, :3])
 
@@ -466,9 +466,9 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
                             anchors=anchors, report=report)
         folder = store(1)
         if folder is not None:
-            from ..frames import write_frame_atomic
+            from ..images import write_image
 
-            write_frame_atomic(folder / source.name_for(n), image)
+            write_image(folder / source.name_for(n), image)
         if final_here:
             job.write(key, n, image, fp)
             computed += 1
@@ -515,9 +515,9 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
                 report = optimiser_progress(len(numbers) - 1 - i, 2, n)
                 image = run(frame, iterations=p["later_iterations"], init=init.astype(np.float32),
                             anchors=anchors, report=report)
-            from ..frames import write_frame_atomic
+            from ..images import write_image
 
-            write_frame_atomic(stored_path(2, n), image)
+            write_image(stored_path(2, n), image)
             job.write("pass2", n, image, fp2)
             computed += 1
             following = image

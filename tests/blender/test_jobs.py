@@ -292,6 +292,7 @@ def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
     scene.karwai.weights.temporal = 2.5
     scene.karwai.temporal_smoothing = 0.5
     scene.karwai.restore_detail = False
+    scene.karwai.blend, scene.karwai.key_fit, scene.karwai.seed = "crossfade", "crop", 5
     snap = _build("propagate", strip_name="seq")
     lines = []
     calls = []
@@ -301,6 +302,7 @@ def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
     assert call["settings"].quality == "best"
     assert call["settings"].weights.temporal == 2.5 and call["settings"].weights.colour == 6.0
     assert call["settings"].temporal_smoothing == 0.5 and call["settings"].restore_detail is False
+    assert (call["settings"].blend, call["settings"].key_fit, call["settings"].seed) == ("crossfade", "crop", 5)
     assert call["frames"] == str(media["images"])  # the folder holds exactly the strip's frames
     assert call["keys"] == {4: str(Path(snap.out_dir) / "keys" / "key_000004.png")}
     assert call["out"] == str(Path(snap.out_dir) / "frames.partial")
