@@ -12,8 +12,10 @@ Each frame gets:
 * **temporal**: the previous stylized frame advected by flow;
 * **mask** (optional): a per-frame mask image, resized and validated.
 
-:class:`FrameGuides` bundles one frame's guides and :func:`guide_lists` pairs a
-source and a target bundle into the lists that ``engine.synth.synthesize`` takes.
+:class:`FrameGuides` bundles one frame's guides (:func:`frame_guides` builds them)
+and :func:`guide_lists` pairs a source and a target bundle into the lists that
+``engine.synth.synthesize`` takes. The propagation builds its guides this way and
+no other.
 """
 
 from __future__ import annotations
@@ -269,8 +271,10 @@ def positional_guide(positions, *, size=None, channels=2):
     """Positional guide image from keyframe coordinates.
 
     Channel 0 (R) is ``x * 255 / (W - 1)`` and channel 1 (G) ``y * 255 / (H - 1)``,
-    where ``(H, W)`` is the keyframe's size; values are not clipped, so positions
-    advected from outside the keyframe stay distinct.
+    where ``(H, W)`` is the keyframe's size, clipped to 0..255: a position advected
+    from outside the keyframe takes the value of the nearest border, so the guide
+    is always one that :func:`engine.synth.synthesize` accepts (it refuses guide
+    values outside 0..255).
 
     Parameters
     ----------
@@ -285,14 +289,14 @@ def positional_guide(positions, *, size=None, channels=2):
     Returns
     -------
     numpy.ndarray
-        float32 (H, W, channels) in 0..255 inside the keyframe.
+        float32 (H, W, channels) in 0..255.
     """
     positions = _check_positions(positions)
     if channels not in (2, 3):
         raise ValueError(f"channels must be 2 or 3, got {channels}")
     h, w = positions.shape[:2] if size is None else (int(size[0]), int(size[1]))
     scale = np.array([255.0 / max(w - 1, 1), 255.0 / max(h - 1, 1)], np.float32)
-    guide = positions * scale
+    guide = np.clip(positions * scale, 0.0, 255.0)
     if channels == 3:
         guide = np.dstack([guide, np.zeros(positions.shape[:2], np.float32)])
     return guide
@@ -546,8 +550,10 @@ def frame_guides(frame, *, positions, temporal=None, key_size=None, positional_c
 def guide_lists(source, target, *, weights=None):
     """Pair a source and a target :class:`FrameGuides` for ``synthesize``.
 
-    Guides with weight 0 are left out, and so is the temporal guide unless both
-    sides have one.
+    Guides with weight 0 are left out (they would not change the match), and so
+    is the temporal guide unless both sides have one. When every guide weighs 0
+    the colour guide is kept with weight 0, as ``synthesize`` needs one guide:
+    the style term alone then decides.
 
     Parameters
     ----------
@@ -576,4 +582,6 @@ def guide_lists(source, target, *, weights=None):
         src_list.append(s)
         tgt_list.append(t)
         w_list.append(weight)
+    if not src_list:
+        src_list, tgt_list, w_list = [source.colour], [target.colour], [0.0]
     return src_list, tgt_list, w_list

@@ -42,8 +42,8 @@ from ..errors import Cancelled, FrameError
 from ..files import check_output_dir, read_regular_file, remove_stale_temp_files, write_bytes_atomic
 from ..frame_source import open_frames
 from ..images import encode_image, fit_to, read_image
-from ..guides import (apply_mask, edge_guide, keyframe_positions, advect_positions,
-                      open_masks, positional_guide, temporal_guide)
+from ..guides import (advect_positions, apply_mask, frame_guides, guide_lists, keyframe_positions, open_masks,
+                      temporal_guide)
 from ..safety import (FolderLock, ParameterTypeError, as_path, check_clashes, file_digest, is_owned,
                       own_folder, remove_owned, seal, unseal)
 from ..settings import JobSettings
@@ -526,11 +526,9 @@ class _Pass:
         style = ctx.keys[key_number]
         key_frame = ctx.source.read(key_number)
         h, w = key_frame.shape[:2]
-        weights = ctx.settings.weights
         self.style = style
-        self.source_guides = [key_frame, edge_guide(key_frame),
-                              _positional(keyframe_positions(h, w), (h, w)), style]
-        self.weights = [weights.colour, weights.edge, weights.positional, weights.temporal]
+        # On the key's side the temporal guide is the key's own style.
+        self.source_guides = frame_guides(key_frame, positions=keyframe_positions(h, w), temporal=style)
 
     def initial_state(self):
         h, w = self.style.shape[:2]
@@ -548,9 +546,11 @@ class _Pass:
         frame = ctx.source.read(n)
         to_prev, from_prev = ctx.flows(n, state["n"])
         positions = advect_positions(state["positions"], to_prev, flow_from_prev=from_prev)
-        temporal = temporal_guide(state["image"], to_prev)
-        target_guides = [frame, edge_guide(frame), _positional(positions, self.style.shape[:2]), temporal]
-        result = synthesize(self.style, self.source_guides, target_guides, guide_weights=self.weights,
+        target = frame_guides(frame, positions=positions, temporal=temporal_guide(state["image"], to_prev),
+                              key_size=self.style.shape[:2])
+        source_guides, target_guides, weights = guide_lists(self.source_guides, target,
+                                                            weights=ctx.settings.weights)
+        result = synthesize(self.style, source_guides, target_guides, guide_weights=weights,
                             style_weight=ctx.settings.weights.style, init_nnf=_advect_nnf(state["nnf"], to_prev),
                             seed=_frame_seed(ctx.settings.seed, self.key_number, n),
                             **ctx.settings.synth_params)
@@ -690,11 +690,6 @@ def finish_span(ctx, span, work, fp):
 
 # ---------------------------------------------------------------------------
 # Helpers
-
-
-def _positional(positions, key_hw):
-    # Positions advected from outside the keyframe would leave 0..255.
-    return np.clip(positional_guide(positions, size=key_hw), 0.0, 255.0)
 
 
 def _advect_nnf(nnf, flow_to_prev):
