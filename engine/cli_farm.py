@@ -201,7 +201,8 @@ def run_task_command(args):
 
     from .frames import FrameError
     from .propagation import Cancelled
-    from .propagation.plan import PlanError, run_task_status
+    from .propagation.plan import PlanError
+    from .propagation.tasks import run_task_status
 
     def waiting(lock):
         print(f"run-task: {args.task} is running elsewhere; waiting for it (lock {lock})", file=sys.stderr,

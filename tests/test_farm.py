@@ -23,7 +23,9 @@ import numpy as np
 import pytest
 
 from engine.propagation import JobSettings, plan_job, propagate
-from engine.propagation.plan import PLAN_NAME, TASKS_DIR, PlanError, TaskLock, load_plan, run_task
+from engine.propagation.plan import PLAN_NAME, TASKS_DIR, PlanError, load_plan
+from engine.propagation.task_lock import TaskLock
+from engine.propagation.tasks import run_task
 from engine.propagation.simulate import critical_path, simulate, table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ def test_exif_orientation_is_applied_once_for_every_reader(tmp_path):
 
 def test_the_same_rotated_jpeg_is_the_same_key_for_stylize_and_propagate(tmp_path, capsys):
     """``stylize --method image`` and ``propagate --key`` read an EXIF-rotated JPEG identically."""
-    from engine.propagation.job import _load_keys
+    from engine.propagation.keys import load_keys
 
     _rotated_jpeg(tmp_path / "key.jpg")
     clip = tmp_path / "clip"
@@ -44,7 +44,7 @@ def test_the_same_rotated_jpeg_is_the_same_key_for_stylize_and_propagate(tmp_pat
     assert main(["stylize", str(clip / "0001.png"), "--method", "image", "--style-image",
                  str(tmp_path / "key.jpg"), "--out", str(stylized)]) == 0
     with open_frames(clip) as source:
-        styles, _ = _load_keys({1: tmp_path / "key.jpg"}, source, "refuse")
+        styles, _ = load_keys({1: tmp_path / "key.jpg"}, source, "refuse")
     np.testing.assert_array_equal(styles[1], read_image(stylized))
     # the stored pixels are 24x40, the frames 40x24: only the rotated key fits them
     code = main(["propagate", str(clip), "--key", f"1={tmp_path / 'key.jpg'}", "--out", str(tmp_path / "out"),

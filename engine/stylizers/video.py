@@ -153,7 +153,7 @@ class _Job:
     def __init__(self, source, out, masks, progress, cancel, total):
         from ..files import check_output_dir, remove_stale_temp_files
         from ..guides import open_masks
-        from ..propagation.job import _mask_identity, _source_identity
+        from ..propagation.record import mask_identity, source_identity
 
         source_path = getattr(source, "path", None)
         self.source = source
@@ -165,9 +165,9 @@ class _Job:
         h, w = source.size
         self.masks = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
         # The masks' contents, frame by frame, as propagation fingerprints them.
-        self.mask_identity = (_hash(*sorted(_mask_identity(self.masks, source.frame_numbers)
+        self.mask_identity = (_hash(*sorted(mask_identity(self.masks, source.frame_numbers)
                                             .items())) if masks else "no masks")
-        self.identity = _source_identity(source)
+        self.identity = source_identity(source)
         self.record_path = self.out / RECORD_NAME
         self.record = self._load_record()
         self.progress = progress
