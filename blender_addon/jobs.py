@@ -9,9 +9,10 @@ finished. Two ways to run the worker:
 
 ``"process"`` (the default in the UI)
     A separate Python process (Blender's own interpreter, ``sys.executable``)
-    running ``worker.py``. The engine's compiled kernels hold Python's GIL while
-    they run; in a process of their own they never make Blender's main thread
-    wait. A relay thread reads the process's events; cancelling writes
+    running ``python -m worker`` (the :mod:`.worker` package, from the add-on's
+    folder). The engine's kernels release the GIL, but its imports (numba,
+    PyTorch) and its Python-level work would still compete with Blender's main
+    thread; in a process of their own they never make it wait. A relay thread reads the process's events; cancelling writes
     ``cancel`` to its stdin, where a thread sets the engine's
     :class:`threading.Event`, checked before every frame.
 ``"thread"``
@@ -357,13 +358,15 @@ class JobController:
     def _spawn(self, log):
         """Start the worker process and send it the snapshot (None if it cannot start)."""
         env = dict(os.environ)
-        paths = [self.engine_path] + [p for p in sys.path if p and os.path.isdir(p)]
+        # The add-on's folder first: the worker package runs from it as ``python -m worker``.
+        addon_dir = os.path.dirname(os.path.dirname(os.path.abspath(worker.__file__)))
+        paths = [addon_dir, self.engine_path] + [p for p in sys.path if p and os.path.isdir(p)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
         try:
             proc = subprocess.Popen(
-                [self.python, "-s", os.path.abspath(worker.__file__)],
+                [self.python, "-s", "-m", "worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 encoding="utf-8", env=env, cwd=self.log_dir,
                 creationflags=(getattr(subprocess, "CREATE_NO_WINDOW", 0)

@@ -29,8 +29,8 @@ _LAZY = {
 }
 
 #: Public submodules, imported on first attribute access (``engine.frames.read_image``).
-_SUBMODULES = ("errors", "files", "frames", "images", "flow", "guides", "keyframes", "propagation", "safety", "settings",
-               "stylizers", "synth")
+_SUBMODULES = ("clips", "errors", "files", "frames", "images", "flow", "guides", "keyframes", "propagation", "safety",
+               "settings", "stylizers", "synth", "threads")
 
 
 def __getattr__(name):

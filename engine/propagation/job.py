@@ -331,9 +331,10 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
         return f"{n}:{identity[n]}:{mask_ids.get(n, '')}"
 
     spans = plan_spans(source.frame_numbers, key_styles)
-    span_fps = {span.name: fingerprint(span.name, job_fp, key_hashes.get(span.key_a, ""), key_hashes.get(span.key_b, ""),
-                                 *(inputs_of(k) for k in (span.key_a, span.key_b) if k is not None),
-                                 *(inputs_of(n) for n in span.frames))
+    span_fps = {span.name: fingerprint(span.name, job_fp, key_hashes.get(span.key_a, ""),
+                                       key_hashes.get(span.key_b, ""),
+                                       *(inputs_of(k) for k in (span.key_a, span.key_b) if k is not None),
+                                       *(inputs_of(n) for n in span.frames))
                 for span in spans}
     key_fps = {n: fingerprint("key", job_fp, key_hashes[n], inputs_of(n)) for n in key_styles}
 

@@ -220,7 +220,8 @@ def _fake_engine(frame_seconds, *, fail=None, calls=None):
     real_propagate = importlib.import_module("engine.propagation")
 
     return types.SimpleNamespace(frames=engine.frames, stylizers=engine.stylizers,
-                                 guides=engine.guides, keyframes=engine.keyframes,
+                                 guides=engine.guides, keyframes=engine.keyframes, clips=engine.clips,
+                                 threads=engine.threads,
                                  propagate=propagate, JobSettings=real_propagate.JobSettings,
                                  Cancelled=engine.Cancelled)
 
