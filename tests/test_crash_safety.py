@@ -128,7 +128,7 @@ class Clip:
         return [sys.executable, "-m", "engine", "propagate", *args]
 
     def run_api(self, out, **kwargs):
-        return propagate(self.frames, dict(self.keys), out=out, quality="draft", **kwargs)
+        return propagate(self.frames, dict(self.keys), out=out, settings=DRAFT, **kwargs)
 
 
 def cli_env():

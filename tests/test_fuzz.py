@@ -1,7 +1,7 @@
 """Fuzzing of ``synthesize`` and ``propagate`` (issue 7, part 5).
 
 Hypothesis draws random shapes, dtypes, weights, keys and settings (see
-``benchmarks/fuzz.py``, which also runs the 1000-case campaign: ``python
+``tests/fuzzing.py``, which also runs the 1000-case campaign: ``python
 build.py bench fuzz``). Each case must return a result of the right shape or
 raise ``ValueError``; the cases run in worker subprocesses, so a segfault or a
 hang fails the test instead of killing pytest. CI runs 200 synthesis and 30
@@ -22,7 +22,7 @@ import pytest
 #: Fuzzing: the full suite, not `build.py test --fast`.
 pytestmark = pytest.mark.slow
 
-from benchmarks import fuzz
+import fuzzing as fuzz
 from engine.guides import GuideWeights
 from engine.synth import synthesize
 from engine.propagation import JobSettings
@@ -129,7 +129,7 @@ def test_frames_under_12_pixels_a_side_propagate(tmp_path):
     (tmp_path / "in").mkdir()
     for t in range(1, 5):
         cv2.imwrite(str(tmp_path / "in" / f"{t:04d}.png"), big[:, t:t + 8])
-    result = propagate(tmp_path / "in", {1: big[:, 1:9, ::-1].copy()}, out=tmp_path / "out", quality="draft")
+    result = propagate(tmp_path / "in", {1: big[:, 1:9, ::-1].copy()}, out=tmp_path / "out", settings=DRAFT)
     assert [cv2.imread(str(p)).shape for p in result.frames] == [(10, 8, 3)] * 4
 
 
@@ -178,5 +178,5 @@ def test_an_empty_key_is_a_clear_error(tmp_path, shape):
     for t in (1, 2):
         cv2.imwrite(str(tmp_path / "in" / f"{t:04d}.png"), frame)
     with pytest.raises(ValueError, match="keyframe is empty"):
-        propagate(tmp_path / "in", {1: np.zeros(shape, np.uint8)}, out=tmp_path / "out", quality="draft")
+        propagate(tmp_path / "in", {1: np.zeros(shape, np.uint8)}, out=tmp_path / "out", settings=DRAFT)
     assert not list((tmp_path / "out").glob("*.png"))

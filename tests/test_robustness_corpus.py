@@ -882,7 +882,7 @@ def test_issue11_cache_dir_holding_the_frames_deletes_nothing(tmp_path):
     assert_one_line_error(proc, proj / "work")
     assert hash_tree(c.src) == before
     with pytest.raises(ValueError, match="work"):
-        propagate(c.frames, dict(c.keys), out=c.out, cache_dir=proj, quality="draft")
+        propagate(c.frames, dict(c.keys), out=c.out, cache_dir=proj, settings=DRAFT)
     assert hash_tree(c.src) == before and not c.out.exists()
 
 
@@ -938,12 +938,12 @@ def test_issue11_a_source_object_is_checked_like_a_path(tmp_path):
     before = hash_tree(c.src)
     for out in (c.frames, c.frames / "styled", c.frames / ".." / "frames"):
         with open_frames(c.frames) as source, pytest.raises(ValueError, match="source folder"):
-            propagate(source, dict(c.keys), out=out, quality="draft")
+            propagate(source, dict(c.keys), out=out, settings=DRAFT)
         assert hash_tree(c.src) == before
     link = c.tmp / "link-to-frames"
     link.symlink_to(c.frames, target_is_directory=True)
     with open_frames(c.frames) as source, pytest.raises(ValueError, match="source folder"):
-        propagate(source, dict(c.keys), out=link, quality="draft")
+        propagate(source, dict(c.keys), out=link, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -958,7 +958,7 @@ def test_issue11_mask_folder_as_the_output_is_refused(tmp_path):
     assert_one_line_error(proc, masks, "mask")
     assert hash_tree(c.src) == before
     with pytest.raises(ValueError, match="mask"):
-        propagate(c.frames, dict(c.keys), out=masks / "sub", masks=masks, quality="draft")
+        propagate(c.frames, dict(c.keys), out=masks / "sub", masks=masks, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -1030,7 +1030,7 @@ def test_issue11_stylize_never_writes_over_its_input(tmp_path):
 
 def test_issue11_a_keys_own_source_frame_edited_between_runs(tmp_path):
     c, frames = small_job(tmp_path, keys=(1, N))
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     # Edit key frame N's source, keeping its size and time stamp: only the content tells.
     path = c.frames / f"{N:04d}.png"
     st = path.stat()
@@ -1038,9 +1038,9 @@ def test_issue11_a_keys_own_source_frame_edited_between_runs(tmp_path):
     edited[H // 2:, :] = 255 - edited[H // 2:, :]
     imwrite(path, edited)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    rerun = propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+    rerun = propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     assert rerun.computed == N - 2 and rerun.skipped == 0
-    fresh = propagate(c.frames, dict(c.keys), out=c.tmp / "fresh", quality="draft")
+    fresh = propagate(c.frames, dict(c.keys), out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
 
 
@@ -1063,7 +1063,7 @@ def test_issue11_outputs_of_removed_frames_are_removed_but_only_the_jobs(tmp_pat
 def test_issue11_two_jobs_with_different_keys_in_one_output_folder(tmp_path):
     c, frames = small_job(tmp_path, keys=(1,))
     other = {1: stylized(frames[1])[:, :, ::-1].copy()}
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     second = propagate(c.frames, other, out=c.out, settings=DRAFT)
     assert second.skipped == 0
     fresh = propagate(c.frames, other, out=c.tmp / "fresh", settings=DRAFT)
@@ -1081,7 +1081,7 @@ def test_issue11_one_job_per_output_folder(tmp_path):
         proc = run_cli(c.argv())
         assert_one_line_error(proc, "already running in", c.out)
         with pytest.raises(ValueError, match="already running in"):
-            propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+            propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     assert outputs(c.out) == {}
     assert run_cli(c.argv()).returncode == 0  # the lock dies with its holder
     assert not (c.out / ".karwai-lock").exists()
@@ -1089,7 +1089,7 @@ def test_issue11_one_job_per_output_folder(tmp_path):
 
 def test_issue11_damaged_flow_cache_data_is_recomputed(tmp_path):
     c, frames = small_job(tmp_path, keys=(1,))
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft", keep_cache=True)
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT, keep_cache=True)
     entries = sorted((c.out / ".karwai-cache" / "flow").glob("flow-*.npy"))
     assert entries
     for path in entries:  # keep the .npy header, damage the data
@@ -1276,9 +1276,9 @@ def test_issue11_a_refused_call_creates_no_output_folder(tmp_path):
         with pytest.raises(ValueError):
             propagate(c.frames, bad, out=out, settings=DRAFT)
     with pytest.raises(ValueError):
-        propagate(c.frames, dict(c.keys), out=out, masks=c.src / "no masks", quality="draft")
+        propagate(c.frames, dict(c.keys), out=out, masks=c.src / "no masks", settings=DRAFT)
     with pytest.raises(ValueError):
-        propagate(c.frames, dict(c.keys), out="", quality="draft")
+        propagate(c.frames, dict(c.keys), out="", settings=DRAFT)
     assert not (c.tmp / "a").exists()
 
 

@@ -423,7 +423,8 @@ def test_preferences_reach_the_worker(saved, media, tmp_path):
     """Cache folder, threads, neural device and VGG19 weights go into the snapshot and
     on to the neural stylizers' parameters."""
     from blender_addon.engine_import import get_engine
-    from blender_addon.worker import EngineAPI, _style_params
+    from blender_addon.worker import EngineAPI
+    from blender_addon.worker.run import _style_params
 
     prefs = bpy.context.preferences.addons["blender_addon"].preferences
     prefs.cache_dir = str(tmp_path / "my cache")
