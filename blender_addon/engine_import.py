@@ -56,20 +56,27 @@ def get_engine():
     return module
 
 
-def settings_module():
-    """The engine's ``settings`` module (vendored copy first), imported on its own.
+#: The engine's modules that need the standard library only.
+STANDALONE = ("settings", "child")
 
-    It is standard library only, so the add-on's properties can be made from it at
-    registration, before the engine's dependencies are installed; :func:`get_engine`'s
-    check of the package would import the whole propagation.
+
+def engine_module(module):
+    """One of the engine's standard-library-only modules (vendored copy first), imported on its own.
+
+    ``settings`` makes the add-on's properties at registration and ``child``
+    supervises its worker and pip processes, before the engine's dependencies are
+    installed; :func:`get_engine`'s check of the package would import the whole
+    propagation.
     """
+    if module not in STANDALONE:
+        raise ValueError(f"engine.{module} is not one of the standalone modules {STANDALONE}")
     name = _vendored_name()
     try:
         if name and importlib.util.find_spec(name) is not None:
-            return importlib.import_module(f"{name}.settings")
-        return importlib.import_module("engine.settings")
+            return importlib.import_module(f"{name}.{module}")
+        return importlib.import_module(f"engine.{module}")
     except ImportError as exc:
-        raise EngineMissing(f"Kar-Wai's engine settings cannot be loaded: {exc}") from exc
+        raise EngineMissing(f"Kar-Wai's engine module {module} cannot be loaded: {exc}") from exc
 
 
 def search_path(engine=None):

@@ -31,13 +31,13 @@ import dataclasses
 import json
 import os
 import queue
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 from . import worker
+from .engine_import import engine_module
 from .worker import JobCancelled, JobError, Snapshot
 
 __all__ = ["JobState", "JobController", "run_sync", "active", "set_active", "JobCancelled",
@@ -213,8 +213,7 @@ class JobController:
         self._events = queue.SimpleQueue()
         self._progress = _Progress()
         self._thread = None
-        self._proc = None
-        self._stdin_lock = threading.Lock()
+        self._proc = None  # the worker's engine.child.ChildProcess
         self._killer = None
         self._cancel_time = None
 
@@ -299,20 +298,12 @@ class JobController:
             self._put({"type": "result", "result": result})
 
     def _send_cancel(self):
-        with self._stdin_lock:
-            proc = self._proc
-            if proc is None or proc.stdin is None or proc.stdin.closed:
-                return
-            try:
-                proc.stdin.write("cancel\n")
-                proc.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                pass
+        if self._proc is not None:
+            self._proc.send("cancel")
 
     def _kill(self):
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
+        if self._proc is not None:
+            self._proc.kill()
 
     def _run_process(self):
         os.makedirs(self.log_dir, exist_ok=True)
@@ -324,7 +315,7 @@ class JobController:
                 proc = self._spawn(log)
                 if proc is None:
                     return
-                for line in proc.stdout:
+                for line in proc.lines():
                     try:
                         event = json.loads(line)
                     except ValueError:
@@ -333,11 +324,7 @@ class JobController:
                         ending = event["type"]
                     self._put(event)
                 proc.wait()
-                with self._stdin_lock:
-                    try:
-                        proc.stdin.close()
-                    except OSError:
-                        pass
+                proc.close_stdin()
             if ending is None:
                 if self.cancel_event.is_set():
                     ending = "cancelled"
@@ -364,22 +351,18 @@ class JobController:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
+        proc = engine_module("child").ChildProcess(
+            [self.python, "-s", "-m", "worker"], env=env, cwd=self.log_dir, stdin=True, stdout="lines",
+            stderr=log, below_normal=True)
         try:
-            proc = subprocess.Popen(
-                [self.python, "-s", "-m", "worker"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                encoding="utf-8", env=env, cwd=self.log_dir,
-                creationflags=(getattr(subprocess, "CREATE_NO_WINDOW", 0)
-                               | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)),
-            )
+            proc.start()
         except OSError as exc:
             self._put({"type": "error",
                        "message": f"cannot start the worker process {self.python}: {exc}"})
             return None
-        with self._stdin_lock:
-            self._proc = proc
-            proc.stdin.write(json.dumps(self.snapshot.to_json()) + "\n")
-            proc.stdin.flush()
+        # The snapshot goes first; only then can a cancel reach the process.
+        proc.send(json.dumps(self.snapshot.to_json()))
+        self._proc = proc
         if self.cancel_event.is_set():
             self._send_cancel()
         return proc

@@ -15,7 +15,7 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
                        IntProperty, PointerProperty, StringProperty)
 
-from .engine_import import settings_module
+from .engine_import import engine_module
 
 METHOD_ITEMS = (
     ("painterly", "Painterly", "Built-in filters: watercolour, oil, pencil, ink, cartoon"),
@@ -54,7 +54,7 @@ VIDEO_METHOD_ITEMS = (
 
 #: The propagation's knobs, from the engine's one description of them
 #: (standard library only, so this works before the engine's dependencies are installed).
-JOB_KNOBS = tuple(settings_module().knobs())
+JOB_KNOBS = tuple(engine_module("settings").knobs())
 
 
 def _sentence(text):

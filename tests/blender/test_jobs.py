@@ -175,7 +175,7 @@ def test_worker_errors_and_crashes_are_reported(saved, media, tmp_path):
 
     def kill_when(record, state):
         if state.step == "Propagating" and controller._proc is not None:
-            controller._proc.kill()
+            controller._proc.proc.kill()  # the process dies, as a crash would: not through kill()
             return False
         return False
 
