@@ -232,6 +232,20 @@ def _seed_staging(final, staging):
     os.replace(tmp, staging)
 
 
+def _finish_frames(snapshot, result, staging, final, *, report, keys):
+    """Swap the engine's finished frames in for ``frames/`` and map each scene frame to its file."""
+    report.step("Finishing")
+    numbers = sorted(f.number for f in snapshot.clip.frames)
+    written = [Path(p).name for p in result.frames]
+    if len(written) != len(numbers):
+        raise JobError(f"the engine wrote {len(written)} frames for {len(numbers)} source frames")
+    name_of = dict(zip(numbers, written))
+    _swap_in(staging, final)
+    files = [[f.timeline, name_of[f.number]] for f in snapshot.clip.frames]
+    report.progress(1, 1, "done")
+    return {"frames_dir": final, "files": files, "keys": keys}
+
+
 def run_propagate(snapshot, *, engine, report, cancel):
     """Stylize the keys that need it, propagate, and put the result in ``frames/``.
 
@@ -290,16 +304,7 @@ def run_propagate(snapshot, *, engine, report, cancel):
         raise JobCancelled("cancelled") from None
     _check(cancel)
 
-    report.step("Finishing")
-    numbers = sorted(f.number for f in snapshot.clip.frames)
-    written = [Path(p).name for p in result.frames]
-    if len(written) != len(numbers):
-        raise JobError(f"the engine wrote {len(written)} frames for {len(numbers)} source frames")
-    name_of = dict(zip(numbers, written))
-    _swap_in(staging, final)
-    files = [[f.timeline, name_of[f.number]] for f in snapshot.clip.frames]
-    report.progress(1, 1, "done")
-    return {"frames_dir": final, "files": files, "keys": stylized}
+    return _finish_frames(snapshot, result, staging, final, report=report, keys=stylized)
 
 
 def run_video(snapshot, *, engine, report, cancel):
@@ -353,16 +358,7 @@ def run_video(snapshot, *, engine, report, cancel):
         raise JobCancelled("cancelled") from None
     _check(cancel)
 
-    report.step("Finishing")
-    numbers = sorted(f.number for f in snapshot.clip.frames)
-    written = [Path(p).name for p in result.frames]
-    if len(written) != len(numbers):
-        raise JobError(f"the engine wrote {len(written)} frames for {len(numbers)} source frames")
-    name_of = dict(zip(numbers, written))
-    _swap_in(staging, final)
-    files = [[f.timeline, name_of[f.number]] for f in snapshot.clip.frames]
-    report.progress(1, 1, "done")
-    return {"frames_dir": final, "files": files, "keys": []}
+    return _finish_frames(snapshot, result, staging, final, report=report, keys=[])
 
 
 def run_suggest(snapshot, *, engine, report, cancel):

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Cancelled, check_cancel, check_float, check_int
+from ..errors import Cancelled
+from ._common import check_cancel, check_float, check_int
 
 __all__ = ["FASTNET_DEFAULTS", "build_network", "train_fast_network", "load_network", "save_network",
            "apply_network", "run_fast_network"]
