@@ -279,7 +279,8 @@ def train_fast_network(frames, style_rgb, *, params, checkpoint, fingerprint, we
     import torch
 
     from ..files import write_bytes_atomic
-    from .neural import _energy, _style_size, _resize, content_loss, gram_matrix, style_loss, tv_loss
+    from ..images import resize
+    from .neural import _energy, _style_size, content_loss, gram_matrix, style_loss, tv_loss
 
     p = params
     dev = vgg.resolve_device(device)
@@ -312,7 +313,7 @@ def train_fast_network(frames, style_rgb, *, params, checkpoint, fingerprint, we
     h, w = frames[0].shape[:2]
     th, tw = min(p["train_size"], h), min(p["train_size"], w)
     sh, sw = _style_size(style_rgb.shape[:2], (th, tw), p["style_scale"])
-    style01 = _resize(style_rgb / np.float32(255.0), sh, sw)
+    style01 = resize(style_rgb / np.float32(255.0), sh, sw)
     with torch.no_grad():
         feats = model(torch.from_numpy(np.ascontiguousarray(style01.transpose(2, 0, 1)))[None].to(dev),
                       p["style_layers"])
