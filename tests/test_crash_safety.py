@@ -406,7 +406,7 @@ def test_a_full_disk_through_the_cli_is_one_line_and_exit_1(clip, tmp_path):
     """The CLI's handling of the error, with the disk filled up after 5 writes."""
     script = (
         "import errno, os, sys\n"
-        "import engine.frames as f\n"
+        "import engine.files as f\n"
         "real, n = f._write_all, [0]\n"
         "def full(fd, data):\n"
         "    n[0] += 1\n"
