@@ -227,7 +227,7 @@ def _print_simulation(tasks, costs, max_workers):
 
 
 def _write_flamenco_job(plan, args):
-    from .frames import write_bytes_atomic
+    from .files import write_bytes_atomic
 
     graph = [[t["id"], t["deps"], t["command"]] for t in plan.tasks]
     job = {
@@ -269,7 +269,8 @@ def run_task_command(args):
 
     from .frames import FrameError
     from .propagation import Cancelled
-    from .propagation.plan import PlanError, run_task_status
+    from .propagation.plan import PlanError
+    from .propagation.tasks import run_task_status
 
     def waiting(lock):
         print(f"run-task: {args.task} is running elsewhere; waiting for it (lock {lock})", file=sys.stderr,

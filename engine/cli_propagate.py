@@ -17,6 +17,7 @@ import threading
 import warnings
 
 from .interrupts import caused_by_interrupt
+from .settings import add_arguments as add_setting_arguments
 
 __all__ = ["add_propagate_parser", "run_propagate", "add_suggest_parser", "run_suggest"]
 
@@ -45,20 +46,7 @@ def add_job_arguments(p, *, required=True):
                    help="a stylized keyframe for frame N (repeatable; or --stylize-keys)")
     p.add_argument("--out", required=required, metavar="OUT_DIR")
     p.add_argument("--mask", metavar="DIR", help="folder of per-frame masks; output is RGBA")
-    p.add_argument("--quality", default="balanced", choices=("draft", "balanced", "best"))
-    p.add_argument("--blend", default="weighted", choices=("weighted", "poisson", "crossfade"),
-                   help="how the passes between keys are combined (default weighted; crossfade is the baseline)")
-    p.add_argument("--key-fit", default="refuse", choices=("refuse", "crop", "pad"),
-                   help="keys of another aspect ratio: refuse (default), crop or pad")
-    for name, default in (("colour", 6.0), ("edge", 0.5), ("positional", 2.0), ("temporal", 0.5), ("style", 1.0)):
-        p.add_argument(f"--weight-{name}", type=float, default=default, metavar="W",
-                       help=f"weight of the {name} {'term' if name == 'style' else 'guide'} (default {default})")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temporal-smoothing", type=float, default=0.8, metavar="S",
-                   help="strength in [0, 1) of the filter along the optical flow that removes flicker "
-                        "(default 0.8; 0 turns it off)")
-    p.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
-                   help="keep the synthesized frames' detail as it is, without scaling it towards the keys'")
+    add_setting_arguments(p)
     p.add_argument("--cache-dir", metavar="DIR", help="flow cache and pass states (default OUT/.karwai-cache)")
     p.add_argument("--keep-cache", action="store_true",
                    help="keep the flow cache after a successful job, for re-runs with changed keys "
@@ -130,14 +118,9 @@ def parse_keys(items):
 
 def job_settings(args):
     """The JobSettings that the job arguments describe."""
-    from .guides import GuideWeights
-    from .propagation import JobSettings
+    from .settings import from_arguments
 
-    weights = GuideWeights(colour=args.weight_colour, edge=args.weight_edge, positional=args.weight_positional,
-                           temporal=args.weight_temporal, style=args.weight_style)
-    return JobSettings(quality=args.quality, weights=weights, blend=args.blend, key_fit=args.key_fit,
-                       seed=args.seed, temporal_smoothing=args.temporal_smoothing,
-                       restore_detail=args.restore_detail)
+    return from_arguments(args)
 
 
 def run_propagate(args):

@@ -28,7 +28,8 @@ import re
 import stat
 from pathlib import Path
 
-from .frames import FrameError, read_regular_file, remove_stale_temp_files
+from .errors import FrameError, ParameterTypeError
+from .files import read_regular_file, remove_stale_temp_files
 
 __all__ = [
     "ParameterTypeError",
@@ -45,16 +46,6 @@ __all__ = [
     "new_folders",
     "remove_new_folders",
 ]
-
-
-class ParameterTypeError(TypeError, ValueError):
-    """An argument of the wrong type; the message names the parameter.
-
-    Both a :class:`TypeError` (what Python raises for a wrong type) and a
-    :class:`ValueError` (what every other refusal of the engine's API is), so a
-    caller that catches either gets it, as numpy's ``AxisError`` is both a
-    ``ValueError`` and an ``IndexError``.
-    """
 
 
 def as_path(name, value):
@@ -214,13 +205,13 @@ def is_owned(folder):
         return False
 
 
-#: The temporary file of an interrupted marker write (``frames._temp_name`` of MARKER):
+#: The temporary file of an interrupted marker write (``files._temp_name`` of MARKER):
 #: a job killed while marking its new folder leaves it, and the folder is still its own.
 _MARKER_TEMP = re.compile(r"\." + re.escape(MARKER) + r"\.\d+\.[0-9a-f]{8}\.tmp")
 
 
 def _mark(folder, what):
-    from .frames import write_bytes_atomic
+    from .files import write_bytes_atomic
 
     write_bytes_atomic(Path(folder) / MARKER,
                        json.dumps({"owner": _MARKER_TEXT, "what": what}).encode())
@@ -299,7 +290,6 @@ def remove_owned(folder, names, *, recurse=True):
     bool
         True when the folder is gone.
     """
-    from .frames import remove_stale_temp_files
 
     folder = Path(folder)
     if not is_owned(folder):

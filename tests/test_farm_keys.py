@@ -19,7 +19,8 @@ import pytest
 from engine import stylize
 from engine.frames import read_image, write_frame_atomic
 from engine.propagation import JobSettings, KeyStylization, plan_job, propagate
-from engine.propagation.plan import TASKS_DIR, PlanError, load_plan, run_task, task_graph
+from engine.propagation.plan import TASKS_DIR, PlanError, load_plan, task_graph
+from engine.propagation.tasks import run_task
 from engine.propagation.simulate import critical_path, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +223,7 @@ def test_simulation_counts_the_keys_and_their_chain():
 def test_neural_keys_follow_their_neighbour_as_tasks(tmp_path):
     torch = pytest.importorskip("torch")
     from engine import stylize_keys
-    from test_stylize_neural import make_style, write_weights
+    from helpers import make_style, write_weights
 
     torch.set_num_threads(1)
     clip = write_clip(tmp_path / "clip", n=7)

@@ -28,7 +28,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.propagation import propagate
+from engine.propagation import JobSettings, propagate
+
+DRAFT = JobSettings(quality="draft")
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 32, 48
@@ -760,13 +762,17 @@ CLI_ONLY = {"duplicate_key", "key_without_a_frame_number", "key_with_a_non_integ
 def test_api(tmp_path, name):
     c = CASES[name](tmp_path)
     kwargs = dict(c.api)
-    weights = kwargs.pop("weights", None)
-    quality = kwargs.pop("quality", "draft")
+    fields = {"quality": "draft"}
+    for keyword, name in (("weights", "weights"), ("seed", "seed"), ("quality", "quality"), ("blend_mode", "blend"),
+                          ("key_fit", "key_fit")):
+        if keyword in kwargs:
+            fields[name] = kwargs.pop(keyword)
     before = hash_tree(c.src)
 
     def call():
-        return propagate(c.frames, dict(c.keys), out=c.out, quality=quality,
-                         weights=weights() if weights else None, **kwargs)
+        if "weights" in fields:
+            fields["weights"] = fields["weights"]()
+        return propagate(c.frames, dict(c.keys), out=c.out, settings=JobSettings(**fields), **kwargs)
     if c.ok:
         call()
         assert_success(c)
@@ -877,7 +883,7 @@ def test_issue11_cache_dir_holding_the_frames_deletes_nothing(tmp_path):
     assert_one_line_error(proc, proj / "work")
     assert hash_tree(c.src) == before
     with pytest.raises(ValueError, match="work"):
-        propagate(c.frames, dict(c.keys), out=c.out, cache_dir=proj, quality="draft")
+        propagate(c.frames, dict(c.keys), out=c.out, cache_dir=proj, settings=DRAFT)
     assert hash_tree(c.src) == before and not c.out.exists()
 
 
@@ -933,12 +939,12 @@ def test_issue11_a_source_object_is_checked_like_a_path(tmp_path):
     before = hash_tree(c.src)
     for out in (c.frames, c.frames / "styled", c.frames / ".." / "frames"):
         with open_frames(c.frames) as source, pytest.raises(ValueError, match="source folder"):
-            propagate(source, dict(c.keys), out=out, quality="draft")
+            propagate(source, dict(c.keys), out=out, settings=DRAFT)
         assert hash_tree(c.src) == before
     link = c.tmp / "link-to-frames"
     link.symlink_to(c.frames, target_is_directory=True)
     with open_frames(c.frames) as source, pytest.raises(ValueError, match="source folder"):
-        propagate(source, dict(c.keys), out=link, quality="draft")
+        propagate(source, dict(c.keys), out=link, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -953,7 +959,7 @@ def test_issue11_mask_folder_as_the_output_is_refused(tmp_path):
     assert_one_line_error(proc, masks, "mask")
     assert hash_tree(c.src) == before
     with pytest.raises(ValueError, match="mask"):
-        propagate(c.frames, dict(c.keys), out=masks / "sub", masks=masks, quality="draft")
+        propagate(c.frames, dict(c.keys), out=masks / "sub", masks=masks, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -972,7 +978,7 @@ def test_issue11_a_key_inside_the_output_folder_is_refused(tmp_path):
     (c.tmp / "elsewhere" / "k.png").symlink_to(key5)
     with pytest.raises(ValueError, match="key for frame 5"):
         propagate(c.frames, {1: c.keys[1], 5: c.tmp / "elsewhere" / ".." / "elsewhere" / "k.png"},
-                  out=out, quality="draft")
+                  out=out, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -1025,7 +1031,7 @@ def test_issue11_stylize_never_writes_over_its_input(tmp_path):
 
 def test_issue11_a_keys_own_source_frame_edited_between_runs(tmp_path):
     c, frames = small_job(tmp_path, keys=(1, N))
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     # Edit key frame N's source, keeping its size and time stamp: only the content tells.
     path = c.frames / f"{N:04d}.png"
     st = path.stat()
@@ -1033,9 +1039,9 @@ def test_issue11_a_keys_own_source_frame_edited_between_runs(tmp_path):
     edited[H // 2:, :] = 255 - edited[H // 2:, :]
     imwrite(path, edited)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    rerun = propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+    rerun = propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     assert rerun.computed == N - 2 and rerun.skipped == 0
-    fresh = propagate(c.frames, dict(c.keys), out=c.tmp / "fresh", quality="draft")
+    fresh = propagate(c.frames, dict(c.keys), out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
 
 
@@ -1058,14 +1064,14 @@ def test_issue11_outputs_of_removed_frames_are_removed_but_only_the_jobs(tmp_pat
 def test_issue11_two_jobs_with_different_keys_in_one_output_folder(tmp_path):
     c, frames = small_job(tmp_path, keys=(1,))
     other = {1: stylized(frames[1])[:, :, ::-1].copy()}
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
-    second = propagate(c.frames, other, out=c.out, quality="draft")
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
+    second = propagate(c.frames, other, out=c.out, settings=DRAFT)
     assert second.skipped == 0
-    fresh = propagate(c.frames, other, out=c.tmp / "fresh", quality="draft")
+    fresh = propagate(c.frames, other, out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
     # A finished frame replaced by other bytes is not taken as finished.
     (c.out / "0004.png").write_bytes((c.out / "0001.png").read_bytes())
-    again = propagate(c.frames, other, out=c.out, quality="draft")
+    again = propagate(c.frames, other, out=c.out, settings=DRAFT)
     assert again.computed > 0 and outputs(c.out) == outputs(fresh.out)
 
 
@@ -1076,7 +1082,7 @@ def test_issue11_one_job_per_output_folder(tmp_path):
         proc = run_cli(c.argv())
         assert_one_line_error(proc, "already running in", c.out)
         with pytest.raises(ValueError, match="already running in"):
-            propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+            propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     assert outputs(c.out) == {}
     assert run_cli(c.argv()).returncode == 0  # the lock dies with its holder
     assert not (c.out / ".karwai-lock").exists()
@@ -1084,7 +1090,7 @@ def test_issue11_one_job_per_output_folder(tmp_path):
 
 def test_issue11_damaged_flow_cache_data_is_recomputed(tmp_path):
     c, frames = small_job(tmp_path, keys=(1,))
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft", keep_cache=True)
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT, keep_cache=True)
     entries = sorted((c.out / ".karwai-cache" / "flow").glob("flow-*.npy"))
     assert entries
     for path in entries:  # keep the .npy header, damage the data
@@ -1092,8 +1098,8 @@ def test_issue11_damaged_flow_cache_data_is_recomputed(tmp_path):
         data[-200:-100] = bytes(100)
         path.write_bytes(bytes(data))
     new_key = {1: stylized(frames[1])[:, ::-1].copy()}  # a changed key: every span recomputed from the flow
-    propagate(c.frames, new_key, out=c.out, quality="draft", keep_cache=True)
-    fresh = propagate(c.frames, new_key, out=c.tmp / "fresh", quality="draft")
+    propagate(c.frames, new_key, out=c.out, settings=DRAFT, keep_cache=True)
+    fresh = propagate(c.frames, new_key, out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
 
 
@@ -1270,11 +1276,11 @@ def test_issue11_a_refused_call_creates_no_output_folder(tmp_path):
     out = c.tmp / "a" / "b" / "out"
     for bad in ({1: c.src / "missing.png"}, {99: c.keys[1]}, {}):
         with pytest.raises(ValueError):
-            propagate(c.frames, bad, out=out, quality="draft")
+            propagate(c.frames, bad, out=out, settings=DRAFT)
     with pytest.raises(ValueError):
-        propagate(c.frames, dict(c.keys), out=out, masks=c.src / "no masks", quality="draft")
+        propagate(c.frames, dict(c.keys), out=out, masks=c.src / "no masks", settings=DRAFT)
     with pytest.raises(ValueError):
-        propagate(c.frames, dict(c.keys), out="", quality="draft")
+        propagate(c.frames, dict(c.keys), out="", settings=DRAFT)
     assert not (c.tmp / "a").exists()
 
 

@@ -16,8 +16,9 @@ for a cluster.
 import secrets
 import time
 
-from ..stylizers._common import Cancelled
-from .plan import PlanError, TaskEnv, load_plan, run_task_status
+from ..errors import Cancelled
+from .plan import PlanError, load_plan
+from .tasks import TaskEnv, run_task_status
 
 __all__ = ["run_plan_dask", "run_task_on_worker", "check_dask"]
 
@@ -123,7 +124,7 @@ def run_plan_dask(plan, dask, *, progress=None, cancel=None, retries=2):
     Returns
     -------
     (computed, skipped)
-        As :func:`engine.propagation.plan.run_plan` counts them.
+        As :func:`engine.propagation.tasks.run_plan` counts them.
     """
     distributed = _distributed()
     client, own = _connect(dask)

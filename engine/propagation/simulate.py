@@ -186,7 +186,8 @@ def _task_overhead(plan_path, repeats=3):
     """Median seconds to load a plan, open its frames and check a task's record, as a worker does per task."""
     import time
 
-    from .plan import TaskEnv, load_plan, task_is_done
+    from .plan import load_plan
+    from .tasks import TaskEnv, task_is_done
 
     times = []
     for _ in range(repeats):

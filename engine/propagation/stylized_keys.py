@@ -166,7 +166,8 @@ def _check_param_names(method, params):
 
 def stylized_key_image(plan, n):
     """Key ``n``'s stylized image, checked against the digest its task recorded."""
-    from .plan import PlanError, _file_sha256, _read_marker
+    from .plan import PlanError, _file_sha256
+    from .tasks import _read_marker
 
     entry = plan.data["keys"][str(n)]
     path = plan.resolve(entry["file"])
@@ -198,7 +199,8 @@ def make_stylized_key(plan, n, env):
     still vouches for its bytes (only the output frame was lost).
     """
     from ..stylizers.keys import stylize_key
-    from .plan import _file_sha256, _read_marker
+    from .plan import _file_sha256
+    from .tasks import _read_marker
 
     entry = plan.data["keys"][str(n)]
     how = entry["stylize"]

@@ -25,7 +25,8 @@ import importlib
 import importlib.util
 import inspect
 
-from ._common import Cancelled, check_callable, check_cancel
+from ..errors import Cancelled
+from ._common import check_callable, check_cancel
 
 __all__ = [
     "stylize",

@@ -151,9 +151,9 @@ class _Job:
     """Output folder, record, masks and progress of one video job."""
 
     def __init__(self, source, out, masks, progress, cancel, total):
-        from ..frames import check_output_dir, remove_stale_temp_files
+        from ..files import check_output_dir, remove_stale_temp_files
         from ..guides import open_masks
-        from ..propagation.job import _mask_identity, _source_identity
+        from ..propagation.record import mask_identity, source_identity
         from ..safety import own_folder
 
         source_path = getattr(source, "path", None)
@@ -171,9 +171,9 @@ class _Job:
         h, w = source.size
         self.masks = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
         # The masks' contents, frame by frame, as propagation fingerprints them.
-        self.mask_identity = (_hash(*sorted(_mask_identity(self.masks, source.frame_numbers)
+        self.mask_identity = (_hash(*sorted(mask_identity(self.masks, source.frame_numbers)
                                             .items())) if masks else "no masks")
-        self.identity = _source_identity(source)
+        self.identity = source_identity(source)
         self._remove_stale_outputs()
         self.progress = progress
         self.cancel = cancel
@@ -192,7 +192,7 @@ class _Job:
         return {"format": 1, "frames": {}}
 
     def save_record(self):
-        from ..frames import write_bytes_atomic
+        from ..files import write_bytes_atomic
 
         write_bytes_atomic(self.record_path, json.dumps(self.record, indent=1).encode())
 
@@ -247,7 +247,8 @@ class _Job:
         The record learns the frame's digest before the file is written, so every
         output the job wrote is known to it (and a frame whose bytes differ is redone).
         """
-        from ..frames import encode_image, write_bytes_atomic
+        from ..files import write_bytes_atomic
+        from ..images import encode_image
         from ..guides import apply_mask
 
         target = self.path(n) if path is None else path
@@ -488,7 +489,7 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
         return job.path(n) if folder is None else folder / job.source.name_for(n)
 
     def read_stored(pass_no, n):
-        from ..frames import read_image
+        from ..images import read_image
 
         return np.array(read_image(stored_path(pass_no, n), alpha=False)[:, :, :3])
 
@@ -575,9 +576,9 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
                             anchors=anchors, report=report)
         folder = store(1)
         if folder is not None:
-            from ..frames import write_frame_atomic
+            from ..images import write_image
 
-            write_frame_atomic(folder / source.name_for(n), image)
+            write_image(folder / source.name_for(n), image)
         if final_here:
             job.write(key, n, image, fp)
             computed += 1
@@ -624,9 +625,9 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
                 report = optimiser_progress(len(numbers) - 1 - i, 2, n)
                 image = run(frame, iterations=p["later_iterations"], init=init.astype(np.float32),
                             anchors=anchors, report=report)
-            from ..frames import write_frame_atomic
+            from ..images import write_image
 
-            write_frame_atomic(stored_path(2, n), image)
+            write_image(stored_path(2, n), image)
             job.write("pass2", n, image, fp2)
             computed += 1
             following = image
