@@ -176,10 +176,13 @@ def cmd_demo(args):
 
 def cmd_bench(args):
     if not args:
-        names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("common", "cases", "__init__"))
+        names = sorted({p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("common", "cases", "__init__")}
+                       | {"fuzz"})
         sys.exit("usage: python build.py bench NAME [ARGS]; NAME is one of: " + ", ".join(names))
     name, rest = args[0], args[1:]
     script = ROOT / "benchmarks" / f"{name.replace('-', '_')}.py"  # bench neural-video
+    if name == "fuzz":  # the fuzz harness is test code (tests/fuzzing.py), run like a benchmark
+        script = ROOT / "tests" / "fuzzing.py"
     if not script.exists():
         sys.exit(f"build.py: no benchmark named {name!r} (looked for {script})")
     setup()

@@ -66,12 +66,9 @@ def style_keys(folder, numbers):
 
 def _measure_on_worker(clip, settings_dict):
     from engine.frames import open_frames
-    from engine.guides import GuideWeights
     from engine.propagation.simulate import measure_costs
 
-    s = dict(settings_dict)
-    s["weights"] = GuideWeights(**s["weights"])
-    return measure_costs(open_frames(clip), JobSettings(**s))
+    return measure_costs(open_frames(clip), JobSettings.from_dict(settings_dict))
 
 
 class cluster:

@@ -116,7 +116,7 @@ def link_prefix(clip, folder, frames):
 
 
 def run_worker(args):
-    from engine.propagation import propagate
+    from engine.propagation import JobSettings, propagate
 
     keys = {}
     for item in args.key:
@@ -135,7 +135,8 @@ def run_worker(args):
             state["next_cache_check"] = done + max(1, total // 40)
 
     start = time.perf_counter()
-    result = propagate(args.clip, keys, out=args.out, quality=args.quality, progress=progress)
+    result = propagate(args.clip, keys, out=args.out, settings=JobSettings(quality=args.quality),
+                       progress=progress)
     seconds = time.perf_counter() - start
     print(json.dumps({"frames": len(result.frames), "computed": result.computed, "seconds": seconds,
                       "peak_rss_mb": _peak_rss_mb(), "rss_mb_at": {str(k): v for k, v in samples.items()},

@@ -69,7 +69,8 @@ def style_loss_of(outputs, style, weights, layers=("conv1_1", "conv2_1", "conv3_
     import torch
 
     from engine.stylizers import vgg
-    from engine.stylizers.neural import _resize, _style_size, gram_matrix, style_loss
+    from engine.images import resize
+    from engine.stylizers.neural import _style_size, gram_matrix, style_loss
 
     model = vgg.load_vgg19(weights, upto="conv5_1", pooling="avg", device="cpu", download=False)
 
@@ -80,7 +81,7 @@ def style_loss_of(outputs, style, weights, layers=("conv1_1", "conv2_1", "conv3_
     with torch.no_grad():
         h, w = outputs[0].shape[:2]
         sh, sw = _style_size(style.shape[:2], (h, w), 1.0)
-        feats = model(tensor(_resize(style.astype(np.float32) / 255.0, sh, sw)), layers)
+        feats = model(tensor(resize(style.astype(np.float32) / 255.0, sh, sw)), layers)
         targets = {n: gram_matrix(feats[n]) for n in layers}
         for out in outputs:
             feats = model(tensor(out[:, :, :3].astype(np.float32) / 255.0), layers)

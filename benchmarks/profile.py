@@ -41,7 +41,7 @@ TARGETS = [
     ("engine.guides", "advect_positions", "guides: positions"),
     ("engine.guides", "temporal_guide", "guides: temporal"),
     ("engine.guides", "positional_guide", "guides: positional"),
-    ("engine.propagation.job", "_advect_nnf", "guides: advect NNF"),
+    ("engine.propagation.passes", "_advect_nnf", "guides: advect NNF"),
     ("engine.synth", "_run_level", "synth: level {level}"),
     ("engine.synth", "resize", "synth: pyramid resize"),
     ("engine.synth", "_Features.__init__", "synth: feature rows"),
@@ -59,11 +59,11 @@ TARGETS = [
     ("engine.propagation.refine", "smoothing_step", "temporal smoothing"),
     ("engine.propagation.refine", "restore_detail", "detail restoration"),
     ("engine.propagation.refine", "detail_ratio", "detail restoration"),
-    ("engine.frames", "_Source.read", "I/O: frame reading"),
-    ("engine.propagation.job", "_save", "I/O: pass-state files (write)"),
-    ("engine.propagation.job", "_load_sealed", "I/O: pass-state files (read)"),
-    ("engine.frames", "encode_image", "I/O: PNG encoding"),
-    ("engine.frames", "write_bytes_atomic", "I/O: atomic file writes"),
+    ("engine.frame_source", "_Source.read", "I/O: frame reading"),
+    ("engine.propagation.state", "save_state", "I/O: pass-state files (write)"),
+    ("engine.propagation.state", "load_sealed", "I/O: pass-state files (read)"),
+    ("engine.images", "encode_image", "I/O: PNG encoding"),
+    ("engine.files", "write_bytes_atomic", "I/O: atomic file writes"),
 ]
 
 
@@ -132,6 +132,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import engine.propagation.job  # noqa: F401  (every stage's module, before wrapping)
     import engine.propagation.plan  # noqa: F401
+    import engine.propagation.passes  # noqa: F401
+    import engine.propagation.finish  # noqa: F401
+    import engine.propagation.tasks  # noqa: F401
+    import engine.propagation.state  # noqa: F401
     import engine.propagation.blend  # noqa: F401
     import engine.propagation.refine  # noqa: F401
     import engine.synth  # noqa: F401

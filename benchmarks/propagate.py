@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import gaussian_ssim, peak_rss_mb, psnr  # noqa: E402
-from engine import propagate  # noqa: E402
+from engine import JobSettings, propagate  # noqa: E402
 from engine.flow import compose_flows, consistency_mask, warp  # noqa: E402
 from engine.frames import open_frames  # noqa: E402
 
@@ -145,7 +145,7 @@ def run_case(clip_dir, style_name, n_frames, quality, baselines, flow, methods=(
         for label, mode in runs:
             out = Path(tmp) / f"out-{label}"
             t0 = time.perf_counter()
-            result = propagate(clip, keys, out=out, quality=quality, blend_mode=mode)
+            result = propagate(clip, keys, out=out, settings=JobSettings(quality=quality, blend=mode))
             seconds = time.perf_counter() - t0
             outputs = {t: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
                        for t, p in zip(numbers, result.frames)}

@@ -281,15 +281,11 @@ def main(argv=None):
     else:
         style, style_desc = default_style()
 
-    # The engine's VGG module is imported before torch, as the engine itself does: it
-    # chooses OMP_WAIT_POLICY (unless set) before OpenMP starts.
-    from engine.stylizers import vgg  # noqa: F401
     import torch
 
     print(f"frame: {frame_desc} ({frame.shape[1]}x{frame.shape[0]})")
     print(f"cores: {os.cpu_count()}, torch {torch.__version__} with {torch.get_num_threads()} "
-          f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, NNPACK "
-          f"{'used' if vgg.nnpack_available() else 'not available'}; {load_average()}")
+          f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; {load_average()}")
     if "painterly" in sections:
         bench_painterly(frame, args.painterly_runs)
 

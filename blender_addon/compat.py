@@ -126,3 +126,8 @@ def new_effect(editor, *, name, type, channel, frame_start, length=None, **input
             inputs["frame_end"] = frame_start + length
     return collection.new_effect(name=name, type=type, channel=channel, frame_start=frame_start,
                                  **inputs)
+
+
+def in_background():
+    """Whether Blender runs without its UI (``blender -b``): no timer would ever fire."""
+    return bpy.app.background

@@ -19,8 +19,10 @@ preferences offer Install PyTorch, which runs pip in a background process:
 * its output goes to ``install-torch.log`` next to the site folder; the
   progress shown is pip's ("Downloading torch-...whl", bytes so far).
 
-Nothing here imports the engine. Only :func:`site_dir` and
-:func:`online_access` use ``bpy``.
+Nothing here imports the engine's pixel code: pip and the check that PyTorch
+imports run as :class:`engine.child.ChildProcess` children (standard library
+only, loaded on its own). Only :func:`site_dir` and :func:`online_access` use
+``bpy``.
 """
 
 import importlib
@@ -263,6 +265,13 @@ class State:
         return self.message
 
 
+def _child(command, **kwargs):
+    """A polled child process (engine.child.ChildProcess, standard library only)."""
+    from .engine_import import engine_module
+
+    return engine_module("child").ChildProcess(command, **kwargs)
+
+
 class Installer:
     """pip in a background process, then ``import torch`` in another, then the swap.
 
@@ -302,19 +311,15 @@ class Installer:
         env.pop("PYTHONPATH", None)
         self.started = time.monotonic()
         try:
-            self._proc = subprocess.Popen(
-                self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env,
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            self._proc = _child(self.command, env=env, stdout=self._log, stderr="stdout").start()
         except OSError as exc:
             self._fail(f"cannot start pip ({self.command[0]}): {exc}")
         return self
 
     def cancel(self):
         for proc in (self._proc, self._verify):
-            if proc is not None and proc.poll() is None:
+            if proc is not None:
                 proc.kill()
-                proc.wait()
         if not self.state.finished:
             self.state = State(CANCELLED, "Cancelled: nothing was installed")
             self._close()
@@ -426,10 +431,8 @@ class Installer:
         env = dict(os.environ, PYTHONNOUSERSITE="1")
         env.pop("PYTHONPATH", None)
         try:
-            self._verify = subprocess.Popen(
-                [self.python, "-c", _VERIFY, self.partial, self.module], stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            self._verify = _child([self.python, "-c", _VERIFY, self.partial, self.module], env=env,
+                                  stdout="capture", stderr="capture").start()
         except OSError as exc:
             self._fail(f"cannot start {self.python} to check PyTorch: {exc}")
 

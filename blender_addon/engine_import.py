@@ -56,6 +56,29 @@ def get_engine():
     return module
 
 
+#: The engine's modules that need the standard library only.
+STANDALONE = ("settings", "child")
+
+
+def engine_module(module):
+    """One of the engine's standard-library-only modules (vendored copy first), imported on its own.
+
+    ``settings`` makes the add-on's properties at registration and ``child``
+    supervises its worker and pip processes, before the engine's dependencies are
+    installed; :func:`get_engine`'s check of the package would import the whole
+    propagation.
+    """
+    if module not in STANDALONE:
+        raise ValueError(f"engine.{module} is not one of the standalone modules {STANDALONE}")
+    name = _vendored_name()
+    try:
+        if name and importlib.util.find_spec(name) is not None:
+            return importlib.import_module(f"{name}.{module}")
+        return importlib.import_module(f"engine.{module}")
+    except ImportError as exc:
+        raise EngineMissing(f"Kar-Wai's engine module {module} cannot be loaded: {exc}") from exc
+
+
 def search_path(engine=None):
     """The folder to put on ``sys.path`` so that ``import engine`` finds this engine.
 

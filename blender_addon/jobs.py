@@ -9,9 +9,10 @@ finished. Two ways to run the worker:
 
 ``"process"`` (the default in the UI)
     A separate Python process (Blender's own interpreter, ``sys.executable``)
-    running ``worker.py``. The engine's compiled kernels hold Python's GIL while
-    they run; in a process of their own they never make Blender's main thread
-    wait. A relay thread reads the process's events; cancelling writes
+    running ``python -m worker`` (the :mod:`.worker` package, from the add-on's
+    folder). The engine's kernels release the GIL, but its imports (numba,
+    PyTorch) and its Python-level work would still compete with Blender's main
+    thread; in a process of their own they never make it wait. A relay thread reads the process's events; cancelling writes
     ``cancel`` to its stdin, where a thread sets the engine's
     :class:`threading.Event`, checked before every frame.
 ``"thread"``
@@ -30,13 +31,13 @@ import dataclasses
 import json
 import os
 import queue
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 from . import worker
+from .engine_import import engine_module
 from .worker import JobCancelled, JobError, Snapshot
 
 __all__ = ["JobState", "JobController", "run_sync", "active", "set_active", "JobCancelled",
@@ -212,8 +213,7 @@ class JobController:
         self._events = queue.SimpleQueue()
         self._progress = _Progress()
         self._thread = None
-        self._proc = None
-        self._stdin_lock = threading.Lock()
+        self._proc = None  # the worker's engine.child.ChildProcess
         self._killer = None
         self._cancel_time = None
 
@@ -298,20 +298,12 @@ class JobController:
             self._put({"type": "result", "result": result})
 
     def _send_cancel(self):
-        with self._stdin_lock:
-            proc = self._proc
-            if proc is None or proc.stdin is None or proc.stdin.closed:
-                return
-            try:
-                proc.stdin.write("cancel\n")
-                proc.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                pass
+        if self._proc is not None:
+            self._proc.send("cancel")
 
     def _kill(self):
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
+        if self._proc is not None:
+            self._proc.kill()
 
     def _run_process(self):
         os.makedirs(self.log_dir, exist_ok=True)
@@ -323,7 +315,7 @@ class JobController:
                 proc = self._spawn(log)
                 if proc is None:
                     return
-                for line in proc.stdout:
+                for line in proc.lines():
                     try:
                         event = json.loads(line)
                     except ValueError:
@@ -332,11 +324,7 @@ class JobController:
                         ending = event["type"]
                     self._put(event)
                 proc.wait()
-                with self._stdin_lock:
-                    try:
-                        proc.stdin.close()
-                    except OSError:
-                        pass
+                proc.close_stdin()
             if ending is None:
                 if self.cancel_event.is_set():
                     ending = "cancelled"
@@ -357,26 +345,24 @@ class JobController:
     def _spawn(self, log):
         """Start the worker process and send it the snapshot (None if it cannot start)."""
         env = dict(os.environ)
-        paths = [self.engine_path] + [p for p in sys.path if p and os.path.isdir(p)]
+        # The add-on's folder first: the worker package runs from it as ``python -m worker``.
+        addon_dir = os.path.dirname(os.path.dirname(os.path.abspath(worker.__file__)))
+        paths = [addon_dir, self.engine_path] + [p for p in sys.path if p and os.path.isdir(p)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
+        proc = engine_module("child").ChildProcess(
+            [self.python, "-s", "-m", "worker"], env=env, cwd=self.log_dir, stdin=True, stdout="lines",
+            stderr=log, below_normal=True)
         try:
-            proc = subprocess.Popen(
-                [self.python, "-s", os.path.abspath(worker.__file__)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                encoding="utf-8", env=env, cwd=self.log_dir,
-                creationflags=(getattr(subprocess, "CREATE_NO_WINDOW", 0)
-                               | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)),
-            )
+            proc.start()
         except OSError as exc:
             self._put({"type": "error",
                        "message": f"cannot start the worker process {self.python}: {exc}"})
             return None
-        with self._stdin_lock:
-            self._proc = proc
-            proc.stdin.write(json.dumps(self.snapshot.to_json()) + "\n")
-            proc.stdin.flush()
+        # The snapshot goes first; only then can a cancel reach the process.
+        proc.send(json.dumps(self.snapshot.to_json()))
+        self._proc = proc
         if self.cancel_event.is_set():
             self._send_cancel()
         return proc

@@ -285,11 +285,11 @@ class KARWAI_PT_advanced(_Panel, bpy.types.Panel):
         layout.use_property_split = True
         settings = scene_settings(compat.sequencer_scene(context))
         layout.label(text="Guide Weights")
-        for name in ("colour", "edge", "positional", "temporal", "style"):
+        for name in settings.weights.as_dict():
             layout.prop(settings.weights, name)
         layout.label(text="Finishing")
-        layout.prop(settings, "temporal_smoothing")
-        layout.prop(settings, "restore_detail")
+        for name in ("blend", "key_fit", "seed", "temporal_smoothing", "restore_detail"):
+            layout.prop(settings, name)
 
 
 CLASSES = (KARWAI_UL_keyframes, KARWAI_PT_main, KARWAI_PT_keyframes, KARWAI_PT_settings,

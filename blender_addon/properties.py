@@ -3,13 +3,19 @@
 * ``default_style``: the style of every key that has no style of its own;
 * ``keys``: per keyframe (by scene frame) its own style, if any, and the state of
   its stylized image on disk;
-* ``quality``, ``weights`` (guide weights, Advanced), ``mask_strip`` and
-  ``output_dir`` (``//karwai/{strip}/`` by default).
+* the propagation's knobs (``quality``, ``blend``, ``key_fit``, ``seed``,
+  ``temporal_smoothing``, ``restore_detail`` and ``weights``, the guide weights),
+  made from ``engine.settings.JobSettings``'s fields, so that the add-on offers
+  every knob the API and the command line do, with the same defaults, ranges
+  and help;
+* ``mask_strip`` and ``output_dir`` (``//karwai/{strip}/`` by default).
 """
 
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
                        IntProperty, PointerProperty, StringProperty)
+
+from .engine_import import engine_module
 
 METHOD_ITEMS = (
     ("painterly", "Painterly", "Built-in filters: watercolour, oil, pencil, ink, cartoon"),
@@ -25,12 +31,6 @@ FILTER_ITEMS = (
     ("pencil", "Pencil", "Pencil sketch with hatching"),
     ("ink", "Ink", "Ink outlines with dark areas filled"),
     ("cartoon", "Cartoon", "Flat quantised colours with dark outlines"),
-)
-
-QUALITY_ITEMS = (
-    ("draft", "Draft", "Fastest: coarser optical flow"),
-    ("balanced", "Balanced", "Refined optical flow (the default)"),
-    ("best", "Best", "More patch-search iterations per frame: slowest, cleanest"),
 )
 
 STATUS_ITEMS = (
@@ -52,8 +52,38 @@ VIDEO_METHOD_ITEMS = (
      "frame (Johnson et al. with a stability loss; needs PyTorch)"),
 )
 
-#: Guide weights and their defaults, as in engine.guides.GuideWeights (a test checks).
-WEIGHT_DEFAULTS = {"colour": 6.0, "edge": 0.5, "positional": 2.0, "temporal": 0.5, "style": 1.0}
+#: The propagation's knobs, from the engine's one description of them
+#: (standard library only, so this works before the engine's dependencies are installed).
+JOB_KNOBS = tuple(engine_module("settings").knobs())
+
+
+def _sentence(text):
+    return text[:1].upper() + text[1:]
+
+
+def knob_property(knob):
+    """The Blender property of one ``engine.settings.Knob``."""
+    common = {"name": knob.label, "default": knob.default, "description": _sentence(knob.help)}
+    if knob.type is bool:
+        return BoolProperty(**common)
+    if knob.choices:
+        return EnumProperty(items=tuple(knob.choices), **common)
+    if knob.type is int:
+        return IntProperty(min=int(knob.minimum), **common)
+    limits = {"min": knob.minimum}
+    if knob.maximum is not None:
+        limits["max"] = knob.maximum
+    if knob.below is not None:  # an open bound: Blender's max is inclusive
+        limits["max"] = knob.soft_max if knob.soft_max is not None else knob.below
+    if knob.soft_max is not None:
+        limits["soft_max"] = knob.soft_max
+    return FloatProperty(**limits, **common)
+
+
+def _add_knob_properties(cls, knobs):
+    """Put each knob's property on a PropertyGroup before it is registered."""
+    for name, knob in knobs:
+        cls.__annotations__[name] = knob_property(knob)
 
 DEFAULT_OUTPUT = "//karwai/{strip}/"
 
@@ -119,23 +149,14 @@ class KARWAI_PG_key(bpy.types.PropertyGroup):
 
 
 class KARWAI_PG_weights(bpy.types.PropertyGroup):
-    """Guide weights of the patch synthesis (Jamriška et al. 2019)."""
-
-    colour: FloatProperty(name="Colour", default=WEIGHT_DEFAULTS["colour"], min=0.0, soft_max=20.0,
-                          description="Match the source frame's colours")
-    edge: FloatProperty(name="Edges", default=WEIGHT_DEFAULTS["edge"], min=0.0, soft_max=10.0,
-                        description="Match the source frame's edges")
-    positional: FloatProperty(name="Position", default=WEIGHT_DEFAULTS["positional"], min=0.0,
-                              soft_max=10.0,
-                              description="Keep texture where the motion carries it")
-    temporal: FloatProperty(name="Temporal", default=WEIGHT_DEFAULTS["temporal"], min=0.0,
-                            soft_max=10.0,
-                            description="Follow the previous stylized frame (less flicker)")
-    style: FloatProperty(name="Style", default=WEIGHT_DEFAULTS["style"], min=0.0, soft_max=10.0,
-                         description="Weight of the keyframe's style itself")
+    """Guide weights of the patch synthesis (Jamriška et al. 2019); one property per
+    ``weight_*`` knob of the engine's JobSettings."""
 
     def as_dict(self):
-        return {name: float(getattr(self, name)) for name in WEIGHT_DEFAULTS}
+        return {knob.path[1]: getattr(self, knob.path[1]) for knob in JOB_KNOBS if knob.path[0] == "weights"}
+
+
+_add_knob_properties(KARWAI_PG_weights, [(k.path[1], k) for k in JOB_KNOBS if k.path[0] == "weights"])
 
 
 class KARWAI_PG_settings(bpy.types.PropertyGroup):
@@ -145,17 +166,8 @@ class KARWAI_PG_settings(bpy.types.PropertyGroup):
     keys: CollectionProperty(type=KARWAI_PG_key)
     active_marker_index: IntProperty(name="Keyframe", default=0,
                                      description="The keyframe shown below the list")
-    quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
-                          description="Speed against quality of the propagation")
+    # quality, blend, key_fit, seed, temporal_smoothing, restore_detail: added below from the knobs
     weights: PointerProperty(type=KARWAI_PG_weights)
-    temporal_smoothing: FloatProperty(
-        name="Temporal Smoothing", default=0.8, min=0.0, max=0.99,
-        description="Strength of the filter along the motion that removes flicker between "
-                    "frames (0: off)")
-    restore_detail: BoolProperty(
-        name="Restore Detail", default=True,
-        description="Bring the frames between keys back to the keys' amount of detail, "
-                    "undoing the softening of patch synthesis")
     consistent_keys: BoolProperty(
         name="Keys Agree", default=True,
         description="Neural and Deep Dream keys with the same style start from their neighbour's "
@@ -193,11 +205,28 @@ class KARWAI_PG_settings(bpy.types.PropertyGroup):
         item.name = str(frame)
         return item
 
+    def job_settings(self):
+        """``{knob name: value}`` of the propagation, for ``JobSettings.from_knobs``."""
+        values = {}
+        for knob in JOB_KNOBS:
+            owner = self.weights if knob.path[0] == "weights" else self
+            value = knob.type(getattr(owner, knob.path[-1]))
+            if knob.type is float:
+                # Blender stores floats in single precision: 0.8 reads back as
+                # 0.800000011920929. Seven significant digits (what a float32
+                # holds) give back the value typed, so a job set up here has the
+                # fingerprint of the same job run from the command line.
+                value = float(f"{value:.7g}")
+            values[knob.name] = value
+        return values
+
     def style_for(self, frame):
         """The style that applies to the key at ``frame``: its own, else the default."""
         item = self.key_for(frame)
         return item.style if item is not None and item.use_own_style else self.default_style
 
+
+_add_knob_properties(KARWAI_PG_settings, [(k.name, k) for k in JOB_KNOBS if len(k.path) == 1])
 
 CLASSES = (KARWAI_PG_style, KARWAI_PG_key, KARWAI_PG_weights, KARWAI_PG_settings)
 

@@ -204,8 +204,7 @@ def build(context, scene, kind, *, strip_name="", force=False):
         video = _video_fields(settings)
     snapshot = Snapshot(
         kind=kind, strip=source.name, clip=plan, out_dir=out_dir, cache_dir=prefs.cache_dir,
-        keys=keys, mask=mask, quality=settings.quality, weights=settings.weights.as_dict(),
-        temporal_smoothing=float(settings.temporal_smoothing), restore_detail=bool(settings.restore_detail),
+        keys=keys, mask=mask, settings=settings.job_settings(),
         farm_plan=bool(settings.farm_plan) and kind == "propagate", threads=prefs.threads, device=prefs.device, vgg_weights=prefs.vgg_weights,
         download=bool(getattr(bpy.app, "online_access", False)),
         consistent_keys=bool(settings.consistent_keys), anchor=_anchor(settings, plan),

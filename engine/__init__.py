@@ -17,8 +17,9 @@ _LAZY = {
     "stylize": (".stylizers", "stylize"),
     "propagate": (".propagation", "propagate"),
     "PropagateResult": (".propagation", "PropagateResult"),
-    "JobSettings": (".propagation", "JobSettings"),
-    "Cancelled": (".stylizers._common", "Cancelled"),
+    "JobSettings": (".settings", "JobSettings"),
+    "KeyStylization": (".propagation", "KeyStylization"),
+    "Cancelled": (".errors", "Cancelled"),
     "suggest_keyframes": (".keyframes", "suggest_keyframes"),
     "open_frames": (".frames", "open_frames"),
     "stylize_keys": (".stylizers.keys", "stylize_keys"),
@@ -29,7 +30,8 @@ _LAZY = {
 }
 
 #: Public submodules, imported on first attribute access (``engine.frames.read_image``).
-_SUBMODULES = ("frames", "flow", "guides", "keyframes", "propagation", "safety", "stylizers", "synth")
+_SUBMODULES = ("clips", "errors", "files", "frames", "images", "flow", "guides", "keyframes", "propagation", "safety",
+               "settings", "stylizers", "synth", "threads")
 
 
 def __getattr__(name):

@@ -9,7 +9,20 @@ one line on stderr and exit status 130, never a traceback.
 
 import sys
 
-from .interrupts import caused_by_interrupt, ignore_further, install, seen
+if __name__ == "__main__":
+    # Before even the interrupts module is imported (compiling it can take a moment on a
+    # busy machine): a Ctrl-C in that window is one line too, not a traceback.
+    def _early_hook(kind, value, tb, _default=sys.excepthook):
+        if issubclass(kind, KeyboardInterrupt):
+            import os
+
+            print("\npython -m engine: interrupted", file=sys.stderr, flush=True)
+            os._exit(130)
+        _default(kind, value, tb)
+
+    sys.excepthook = _early_hook
+
+from .interrupts import caused_by_interrupt, ignore_further, install, seen  # noqa: E402
 
 _INTERRUPTED = 130
 

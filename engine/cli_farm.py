@@ -58,16 +58,19 @@ def run_plan_command(args):
     try:
         if args.film is not None:
             return _simulate_film(args)
-        missing = [name for name, value in (("FRAMES_DIR_OR_VIDEO", args.frames), ("--key", args.key),
+        missing = [name for name, value in (("FRAMES_DIR_OR_VIDEO", args.frames),
+                                            ("--key or --stylize-keys", args.key or args.stylize_keys),
                                             ("--out", args.out)) if not value]
         if missing:
             return _fail("plan", f"{', '.join(missing)} required (or --film with --simulate and --costs)")
-        from .cli_propagate import job_settings, parse_keys
+        from .cli_propagate import job_settings, key_stylization, parse_keys
         from .propagation import plan_job
 
+        stylize = key_stylization(args)
+        _check_plan_args(args, parse_keys(args.key), stylize)
         plan = plan_job(args.frames, parse_keys(args.key), out=args.out, masks=args.mask,
                         settings=job_settings(args), cache_dir=args.cache_dir, keep_cache=args.keep_cache,
-                        cache_limit_mb=args.cache_limit_mb)
+                        cache_limit_mb=args.cache_limit_mb, stylize=stylize)
         kinds = {}
         for task in plan.tasks:
             kinds[task["kind"]] = kinds.get(task["kind"], 0) + 1
@@ -91,29 +94,93 @@ def _costs(args, plan):
     from .frames import open_frames
     from .propagation.simulate import measure_costs
 
+    from .frames import write_bytes_atomic
+
     if args.costs:
-        return _read_costs(args.costs)
+        costs = _read_costs(args.costs)
+        if "stylize" not in costs and _stylization_of(plan) is not None:
+            raise ValueError(f"{args.costs}: field stylize is missing, and this plan stylizes keys (seconds per "
+                             f"key; run --simulate without --costs to measure it)")
+        return costs
     print("measuring per-frame costs on this machine (a short job on the clip's own frames) ...", flush=True)
     source = open_frames(plan.resolve(plan.data["source"]["path"]))
-    costs = measure_costs(source, plan.settings)
+    costs = measure_costs(source, plan.settings, stylize=_stylization_of(plan))
     if args.save_costs:
-        with open(args.save_costs, "w") as handle:
-            json.dump(costs, handle, indent=1)
+        write_bytes_atomic(args.save_costs, json.dumps(costs, indent=1).encode())
     return costs
 
 
+def _stylization_of(plan):
+    """``(method, params)`` of the keys the plan stylizes (paths resolved), or None."""
+    for entry in plan.data["keys"].values():
+        how = entry.get("stylize")
+        if how is not None:
+            params = {k: (str(plan.resolve(v)) if k in ("style_image", "weights") and v is not None else v)
+                      for k, v in how["params"].items()}
+            return how["method"], params
+    return None
+
+
+def _check_plan_args(args, keys, stylize=None):
+    """Refuse bad options, and files that --flamenco-job or --save-costs would write over, before any is written."""
+    import math
+    import os
+    from pathlib import Path
+
+    from .propagation.job import CACHE_NAME
+    from .propagation.plan import PLAN_NAME, TASKS_DIR
+    from .safety import check_clashes
+
+    if args.simulate is not None and args.simulate < 1:
+        raise ValueError("--simulate must be at least 1 worker")
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        raise ValueError(f"--fps must be a frame rate above 0, got {args.fps}")
+    out = Path(args.out)
+    if os.path.lexists(out / TASKS_DIR) and not (out / TASKS_DIR).is_dir():
+        raise ValueError(f"{out / TASKS_DIR}: the task records' folder is not a folder; move it away")
+    reads = [("the source folder" if os.path.isdir(args.frames) else "the source video", args.frames,
+              os.path.isdir(args.frames)),
+             ("the plan", out / PLAN_NAME, False), ("the task records", out / TASKS_DIR, True),
+             ("the cache folder", args.cache_dir or out / CACHE_NAME, True)]
+    reads += [(f"the key for frame {n}", path, False) for n, path in keys.items()]
+    if args.mask:
+        reads.append(("the masks", args.mask, os.path.isdir(args.mask)))
+    if args.costs:
+        reads.append(("--costs", args.costs, False))
+    if stylize is not None:
+        reads += [(f"the keys' {name.replace('_', ' ')}", path, False) for name, path in stylize.params.items()
+                  if name in ("style_image", "weights") and path is not None]
+    writes = [(what, path, False) for what, path in (("--flamenco-job", args.flamenco_job),
+                                                     ("--save-costs", args.save_costs)) if path]
+    check_clashes(reads, writes)
+
+
 def _read_costs(path):
-    from .propagation.simulate import COST_KINDS
+    import math
+
+    from .frames import read_regular_file
+    from .propagation.simulate import COST_KINDS, OPTIONAL_KINDS
 
     try:
-        with open(path) as handle:
-            costs = json.load(handle)
-    except (OSError, ValueError) as exc:
+        costs = json.loads(read_regular_file(path, what="costs").decode("utf-8"))
+    except (OSError, ValueError) as exc:  # FrameError is a ValueError
         raise ValueError(f"{path}: cannot read the costs ({exc})") from None
+
+    def seconds(value):
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+            and value >= 0
+
     for kind in COST_KINDS:
-        value = costs.get(kind) if isinstance(costs, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if kind in OPTIONAL_KINDS and isinstance(costs, dict) and kind not in costs:
+            continue
+        if not seconds(costs.get(kind) if isinstance(costs, dict) else None):
             raise ValueError(f"{path}: field {kind} must be seconds per unit (a number >= 0)")
+    if "overhead" in costs and not seconds(costs["overhead"]):
+        raise ValueError(f"{path}: field overhead must be seconds per task (a number >= 0)")
+    size = costs.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        raise ValueError(f"{path}: field size must be [height, width]")
     return costs
 
 
@@ -147,7 +214,8 @@ def _print_simulation(tasks, costs, max_workers):
 
     if max_workers < 1:
         raise ValueError("--simulate must be at least 1 worker")
-    print("costs (s per unit): " + ", ".join(f"{k} {costs[k]:.3f}" for k in ("flow", "pass", "finish", "key"))
+    print("costs (s per unit): " + ", ".join(f"{k} {costs[k]:.3f}" for k in ("flow", "pass", "finish", "key",
+                                                                          "stylize") if k in costs)
           + (f", overhead {costs['overhead']:.3f} per task" if costs.get("overhead") else ""))
     print(f"{'workers':>7}  {'makespan':>10}  {'speedup':>7}  {'efficiency':>10}  {'bound':>10}")
     for workers, span, speedup, efficiency, bound in table(tasks, costs, max_workers):
@@ -159,7 +227,7 @@ def _print_simulation(tasks, costs, max_workers):
 
 
 def _write_flamenco_job(plan, args):
-    from .frames import write_bytes_atomic
+    from .files import write_bytes_atomic
 
     graph = [[t["id"], t["deps"], t["command"]] for t in plan.tasks]
     job = {
@@ -201,7 +269,8 @@ def run_task_command(args):
 
     from .frames import FrameError
     from .propagation import Cancelled
-    from .propagation.plan import PlanError, run_task_status
+    from .propagation.plan import PlanError
+    from .propagation.tasks import run_task_status
 
     def waiting(lock):
         print(f"run-task: {args.task} is running elsewhere; waiting for it (lock {lock})", file=sys.stderr,

@@ -17,6 +17,7 @@ import threading
 import warnings
 
 from .interrupts import caused_by_interrupt
+from .settings import add_arguments as add_setting_arguments
 
 __all__ = ["add_propagate_parser", "run_propagate", "add_suggest_parser", "run_suggest"]
 
@@ -38,31 +39,59 @@ def add_propagate_parser(subparsers):
 
 def add_job_arguments(p, *, required=True):
     """The arguments that describe a job, shared by ``propagate`` and ``plan``."""
+    from .stylizers import FRAME_METHODS as STYLIZED_METHODS
+
     p.add_argument("frames", metavar="FRAMES_DIR_OR_VIDEO", nargs=None if required else "?")
-    p.add_argument("--key", action="append", default=[], metavar="N=IMAGE", required=required,
-                   help="a stylized keyframe for frame N (repeatable)")
+    p.add_argument("--key", action="append", default=[], metavar="N=IMAGE",
+                   help="a stylized keyframe for frame N (repeatable; or --stylize-keys)")
     p.add_argument("--out", required=required, metavar="OUT_DIR")
     p.add_argument("--mask", metavar="DIR", help="folder of per-frame masks; output is RGBA")
-    p.add_argument("--quality", default="balanced", choices=("draft", "balanced", "best"))
-    p.add_argument("--blend", default="weighted", choices=("weighted", "poisson", "crossfade"),
-                   help="how the passes between keys are combined (default weighted; crossfade is the baseline)")
-    p.add_argument("--key-fit", default="refuse", choices=("refuse", "crop", "pad"),
-                   help="keys of another aspect ratio: refuse (default), crop or pad")
-    for name, default in (("colour", 6.0), ("edge", 0.5), ("positional", 2.0), ("temporal", 0.5), ("style", 1.0)):
-        p.add_argument(f"--weight-{name}", type=float, default=default, metavar="W",
-                       help=f"weight of the {name} {'term' if name == 'style' else 'guide'} (default {default})")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temporal-smoothing", type=float, default=0.8, metavar="S",
-                   help="strength in [0, 1) of the filter along the optical flow that removes flicker "
-                        "(default 0.8; 0 turns it off)")
-    p.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
-                   help="keep the synthesized frames' detail as it is, without scaling it towards the keys'")
+    add_setting_arguments(p)
     p.add_argument("--cache-dir", metavar="DIR", help="flow cache and pass states (default OUT/.karwai-cache)")
     p.add_argument("--keep-cache", action="store_true",
                    help="keep the flow cache after a successful job, for re-runs with changed keys "
                         "(by default it is removed; an unfinished job always keeps what it needs to resume)")
     p.add_argument("--cache-limit-mb", type=float, default=1024.0, metavar="MB",
                    help="size cap of the flow cache; least recently used pairs are evicted (default 1024)")
+    g = p.add_argument_group("keys the job stylizes", "Frames the job stylizes itself, one task per key (on a farm, "
+                             "spread over the workers), besides any --key. With neural and deepdream the keys "
+                             "agree, as with 'stylize-keys'.")
+    g.add_argument("--stylize-keys", metavar="N,N,...", help="frame numbers of the keys to stylize, e.g. 1,41,81")
+    g.add_argument("--method", choices=STYLIZED_METHODS, help="how they are stylized")
+    g.add_argument("--style-image", metavar="ART", help="the artwork, for --method neural")
+    g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter of the method, e.g. iterations=300 (repeatable)")
+    g.add_argument("--anchor", type=int, metavar="N", help="the key stylized first (default the first)")
+    g.add_argument("--independent", action="store_true", help="stylize each key on its own (keys will disagree)")
+    g.add_argument("--key-temporal-weight", type=float, metavar="W",
+                   help="how strongly a key is held to its warped neighbour (default 1000)")
+
+
+def key_stylization(args):
+    """The KeyStylization that ``--stylize-keys`` and its options describe, or None."""
+    from .cli_video import _pairs, _parse_keys
+    from .propagation import KeyStylization
+    from .stylizers import FRAME_METHODS as STYLIZED_METHODS, parse_param
+
+    given = [name for name in ("method", "style_image", "anchor", "key_temporal_weight") if getattr(args, name)
+             is not None] + (["param"] if args.param else []) + (["independent"] if args.independent else [])
+    if args.stylize_keys is None:
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} is for keys the job stylizes: give --stylize-keys")
+        return None
+    if args.method is None:
+        raise ValueError("--stylize-keys needs --method (" + ", ".join(STYLIZED_METHODS) + ")")
+    pairs = _pairs(args.param)
+    filt = pairs.get("filter") if args.method == "painterly" else None
+    try:
+        params = {name: parse_param(args.method, name, text, filter=filt) for name, text in pairs.items()}
+    except ImportError:  # the method needs torch, which only the workers must have: its own checks run there
+        params = dict(pairs)
+    if args.style_image is not None:
+        params["style_image"] = args.style_image
+    return KeyStylization(numbers=tuple(_parse_keys(args.stylize_keys)), method=args.method, params=params,
+                          consistent=not args.independent, anchor=args.anchor,
+                          temporal_weight=args.key_temporal_weight)
 
 
 #: A frame number on the command line: plain decimal digits (a minus sign is
@@ -89,14 +118,9 @@ def parse_keys(items):
 
 def job_settings(args):
     """The JobSettings that the job arguments describe."""
-    from .guides import GuideWeights
-    from .propagation import JobSettings
+    from .settings import from_arguments
 
-    weights = GuideWeights(colour=args.weight_colour, edge=args.weight_edge, positional=args.weight_positional,
-                           temporal=args.weight_temporal, style=args.weight_style)
-    return JobSettings(quality=args.quality, weights=weights, blend=args.blend, key_fit=args.key_fit,
-                       seed=args.seed, temporal_smoothing=args.temporal_smoothing,
-                       restore_detail=args.restore_detail)
+    return from_arguments(args)
 
 
 def run_propagate(args):
@@ -124,7 +148,8 @@ def run_propagate(args):
             warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
             result = propagate(args.frames, keys, out=args.out, masks=args.mask, settings=settings,
                                progress=progress, cancel=cancel, cache_dir=args.cache_dir,
-                               keep_cache=args.keep_cache, cache_limit_mb=args.cache_limit_mb, dask=args.dask)
+                               keep_cache=args.keep_cache, cache_limit_mb=args.cache_limit_mb, dask=args.dask,
+                               stylize=key_stylization(args))
     except KeyboardInterrupt:
         print("\npropagate: interrupted; complete frames are kept, run again to resume", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 
+from .cli_propagate import _FRAME_NUMBER
 from .cli_stylize import _one_line
 
 __all__ = ["add_stylize_keys_parser", "run_stylize_keys", "add_stylize_video_parser", "run_stylize_video"]
@@ -36,7 +37,7 @@ def add_stylize_keys_parser(subparsers):
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--style-image", metavar="ART", default=None,
                    help="artwork for 'neural', painted picture for 'image'")
-    p.add_argument("--anchor", type=int, default=None, metavar="N",
+    p.add_argument("--anchor", type=_frame_number, default=None, metavar="N",
                    help="the key stylized first; the others follow it (default: the first key)")
     p.add_argument("--independent", action="store_true",
                    help="stylize each key on its own (keys will disagree)")
@@ -89,16 +90,24 @@ def _pairs(items):
     return pairs
 
 
+def _frame_number(text):
+    """A frame number for argparse: plain decimal digits (``int`` would take "1_0" as 10)."""
+    import argparse
+
+    if not _FRAME_NUMBER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame number (plain decimal digits)")
+    return int(text)
+
+
 def _parse_keys(text):
     numbers = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
-        try:
-            numbers.append(int(part))
-        except ValueError:
-            raise ValueError(f"--keys {text!r}: {part!r} is not a frame number") from None
+        if not _FRAME_NUMBER.fullmatch(part):  # int() would also take "1_0" (10), "+5" and other digits
+            raise ValueError(f"--keys {text!r}: {part!r} is not a frame number (plain decimal digits)")
+        numbers.append(int(part))
     if not numbers:
         raise ValueError("--keys: give at least one frame number, e.g. --keys 1,20,40")
     return numbers
@@ -110,7 +119,8 @@ def _check_style(path, needed, method):
             raise ValueError(f"method '{method}' needs --style-image ART")
         return None
     if not os.path.isfile(path):
-        raise ValueError(f"--style-image: file not found: '{path}'")
+        problem = "not a regular file" if os.path.exists(path) else "file not found"
+        raise ValueError(f"--style-image: {problem}: '{path}'")
     return path
 
 
@@ -138,8 +148,22 @@ class _FrameBar:
             self.bar = None
 
 
+def _check_keys_paths(source, out, style, weights):
+    """The output folder against the frames, style image and weights (``..`` and links resolved)."""
+    from .safety import check_clashes
+
+    path = source.path
+    reads = [("the source folder" if os.path.isdir(path) else "the source video", path, os.path.isdir(path))]
+    if hasattr(source, "path_for"):
+        reads += [(f"source frame {n}", source.path_for(n), False) for n in source.frame_numbers]
+    reads += [(what, p, False) for what, p in (("the style image", style), ("the VGG weights", weights))
+              if isinstance(p, (str, os.PathLike))]
+    check_clashes(reads, [("--out", out, True)])
+
+
 def run_stylize_keys(args):
     from .frames import check_output_dir, open_frames, write_frame_atomic
+    from .safety import new_folders, remove_new_folders
     from .stylizers import Cancelled, parse_param
     from .stylizers.keys import stylize_keys
 
@@ -157,10 +181,19 @@ def run_stylize_keys(args):
             params["temporal_weight"] = args.temporal_weight
         source = open_frames(args.frames)
         source.validate()
+        for n in numbers:
+            if n not in source:
+                raise ValueError(f"--keys: frame {n} is not in the clip (frames {source.first}..{source.last})")
+        _check_keys_paths(source, args.out, style, params.get("weights"))
+        made = new_folders(args.out)
         out = check_output_dir(args.out, source.path)
-        keys = stylize_keys(source, numbers, method=args.method, style_image=style,
-                            consistent=not args.independent, anchor=args.anchor, progress=bar,
-                            cancel=cancel, **params)
+        try:
+            keys = stylize_keys(source, numbers, method=args.method, style_image=style,
+                                consistent=not args.independent, anchor=args.anchor, progress=bar,
+                                cancel=cancel, **params)
+        except BaseException:
+            remove_new_folders(made)  # a refused or cancelled job leaves no empty output folder
+            raise
         bar.close()
         for n, image in keys.items():
             write_frame_atomic(out / source.name_for(n), image)

@@ -32,7 +32,8 @@ import weakref
 import cv2
 import numpy as np
 
-from .frames import FrameError, read_regular_file, remove_stale_temp_files, write_bytes_atomic
+from .errors import FrameError
+from .files import read_regular_file, remove_stale_temp_files, write_bytes_atomic
 from .safety import own_folder, remove_owned, seal, unseal
 
 __all__ = [

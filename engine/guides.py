@@ -12,21 +12,24 @@ Each frame gets:
 * **temporal**: the previous stylized frame advected by flow;
 * **mask** (optional): a per-frame mask image, resized and validated.
 
-:class:`FrameGuides` bundles one frame's guides and :func:`guide_lists` pairs a
-source and a target bundle into the lists that ``engine.synth.synthesize`` takes.
+:class:`FrameGuides` bundles one frame's guides (:func:`frame_guides` builds them)
+and :func:`guide_lists` pairs a source and a target bundle into the lists that
+``engine.synth.synthesize`` takes. The propagation builds its guides this way and
+no other.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .flow import consistency_mask, identity_grid, warp
-from .frames import FrameError, read_image
+from .errors import FrameError
+from .images import aspect_differs, read_image, resize
+from .settings import GuideWeights
 
 __all__ = [
     "GuideWeights",
@@ -46,40 +49,6 @@ __all__ = [
     "guide_lists",
 ]
 
-#: Largest aspect-ratio difference a resized mask may have (1 %).
-ASPECT_TOLERANCE = 0.01
-
-
-@dataclasses.dataclass(frozen=True)
-class GuideWeights:
-    """Weights of the guides and of the style term, as in the literature.
-
-    Each weight is split evenly over its guide's channels by the synthesis, as
-    Ebsynth does. Note that Ebsynth's positional guide is an RGB image with a zero
-    blue channel, so its weight 2 is 2/3 per channel; :func:`positional_guide`
-    returns two channels by default (1 per channel) and three with ``channels=3``.
-
-    Parameters
-    ----------
-    colour, edge, positional, temporal, style : float
-        Non-negative weights, at most 1e9 (defaults 6, 0.5, 2, 0.5, 1).
-    """
-
-    colour: float = 6.0
-    edge: float = 0.5
-    positional: float = 2.0
-    temporal: float = 0.5
-    style: float = 1.0
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"weight {field.name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"weight {field.name} must be finite and >= 0, got {value!r}")
-            if value > 1e9:  # the synthesis's limit: larger weights overflow its float32 distances
-                raise ValueError(f"weight {field.name} must be at most 1e9, got {value!r}")
 
 
 # ------------------------------------------------------------------------- checks
@@ -302,8 +271,10 @@ def positional_guide(positions, *, size=None, channels=2):
     """Positional guide image from keyframe coordinates.
 
     Channel 0 (R) is ``x * 255 / (W - 1)`` and channel 1 (G) ``y * 255 / (H - 1)``,
-    where ``(H, W)`` is the keyframe's size; values are not clipped, so positions
-    advected from outside the keyframe stay distinct.
+    where ``(H, W)`` is the keyframe's size, clipped to 0..255: a position advected
+    from outside the keyframe takes the value of the nearest border, so the guide
+    is always one that :func:`engine.synth.synthesize` accepts (it refuses guide
+    values outside 0..255).
 
     Parameters
     ----------
@@ -318,14 +289,14 @@ def positional_guide(positions, *, size=None, channels=2):
     Returns
     -------
     numpy.ndarray
-        float32 (H, W, channels) in 0..255 inside the keyframe.
+        float32 (H, W, channels) in 0..255.
     """
     positions = _check_positions(positions)
     if channels not in (2, 3):
         raise ValueError(f"channels must be 2 or 3, got {channels}")
     h, w = positions.shape[:2] if size is None else (int(size[0]), int(size[1]))
     scale = np.array([255.0 / max(w - 1, 1), 255.0 / max(h - 1, 1)], np.float32)
-    guide = positions * scale
+    guide = np.clip(positions * scale, 0.0, 255.0)
     if channels == 3:
         guide = np.dstack([guide, np.zeros(positions.shape[:2], np.float32)])
     return guide
@@ -367,13 +338,12 @@ def _fit_mask(mask, size, what):
     mh, mw = mask.shape[:2]
     if (mh, mw) == (h, w):
         return mask
-    if abs((mw / mh) / (w / h) - 1.0) > ASPECT_TOLERANCE:
+    if aspect_differs((mh, mw), (h, w)):
         raise ValueError(
             f"{what}: mask is {mw}x{mh} but frames are {w}x{h}; the aspect ratios "
             "differ by more than 1 %"
         )
-    interpolation = cv2.INTER_AREA if mh > h else cv2.INTER_LINEAR
-    return cv2.resize(mask, (w, h), interpolation=interpolation)
+    return resize(mask, h, w, enlarge="linear")
 
 
 def load_mask(path, *, size):
@@ -580,8 +550,10 @@ def frame_guides(frame, *, positions, temporal=None, key_size=None, positional_c
 def guide_lists(source, target, *, weights=None):
     """Pair a source and a target :class:`FrameGuides` for ``synthesize``.
 
-    Guides with weight 0 are left out, and so is the temporal guide unless both
-    sides have one.
+    Guides with weight 0 are left out (they would not change the match), and so
+    is the temporal guide unless both sides have one. When every guide weighs 0
+    the colour guide is kept with weight 0, as ``synthesize`` needs one guide:
+    the style term alone then decides.
 
     Parameters
     ----------
@@ -610,4 +582,6 @@ def guide_lists(source, target, *, weights=None):
         src_list.append(s)
         tgt_list.append(t)
         w_list.append(weight)
+    if not src_list:
+        src_list, tgt_list, w_list = [source.colour], [target.colour], [0.0]
     return src_list, tgt_list, w_list

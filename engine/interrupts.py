@@ -5,12 +5,19 @@ another exception: numpy's C import, interrupted, raises an ``ImportError``
 with the interrupt lost. So the command line installs :func:`install`'s
 handler first thing, which notes every SIGINT before raising, and its error
 handlers ask :func:`caused_by_interrupt`; one that C code could only report as
-"ignored" is raised again. Light on purpose (``sys`` and
-``signal`` only): it is imported before anything slow.
+"ignored" is raised again. Light on purpose (``sys`` and ``_signal`` only): it
+is imported before anything slow. ``_signal`` is the C module that ``signal``
+wraps (CPython's Lib/signal.py: ``import _signal``, ``from _signal import *``);
+``signal`` itself imports ``enum``, which takes long enough on a loaded machine
+for a Ctrl-C to land before the handler is in place.
 """
 
-import signal
 import sys
+
+try:
+    import _signal as signal  # the C module, no enum import (see above)
+except ImportError:  # pragma: no cover - another Python implementation
+    import signal
 
 __all__ = ["install", "caused_by_interrupt", "ignore_further", "seen"]
 

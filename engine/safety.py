@@ -28,7 +28,8 @@ import re
 import stat
 from pathlib import Path
 
-from .frames import FrameError, read_regular_file, remove_stale_temp_files
+from .errors import FrameError, ParameterTypeError
+from .files import read_regular_file, remove_stale_temp_files
 
 __all__ = [
     "ParameterTypeError",
@@ -42,17 +43,9 @@ __all__ = [
     "seal",
     "unseal",
     "file_digest",
+    "new_folders",
+    "remove_new_folders",
 ]
-
-
-class ParameterTypeError(TypeError, ValueError):
-    """An argument of the wrong type; the message names the parameter.
-
-    Both a :class:`TypeError` (what Python raises for a wrong type) and a
-    :class:`ValueError` (what every other refusal of the engine's API is), so a
-    caller that catches either gets it, as numpy's ``AxisError`` is both a
-    ``ValueError`` and an ``IndexError``.
-    """
 
 
 def as_path(name, value):
@@ -156,6 +149,42 @@ def check_clashes(reads, writes):
                 f"an input would be overwritten or deleted, choose another path")
 
 
+def new_folders(path):
+    """The folders that making ``path`` would create: itself and its missing parents, outermost first.
+
+    Taken before a job creates its output folder, so that a job refused after
+    that (a bad mask, a bad model file) removes what it made, and a refused
+    call leaves nothing on disk (:func:`remove_new_folders`).
+    """
+    path = Path(os.path.abspath(os.fspath(path)))
+    missing = []
+    while not os.path.lexists(path) and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
+
+
+def remove_new_folders(folders, *, inner=()):
+    """Remove the folders of :func:`new_folders` that are still empty, innermost first.
+
+    ``inner`` names subfolders the job made in the innermost one (its working
+    folder), removed first when empty. Only empty folders go (``os.rmdir``),
+    so nothing that anybody wrote into them meanwhile is lost.
+    """
+    if not folders:
+        return
+    for name in inner:
+        try:
+            os.rmdir(Path(folders[-1]) / name)
+        except OSError:
+            pass
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+
+
 # --------------------------------------------------------------------------------------
 # ownership
 
@@ -176,13 +205,13 @@ def is_owned(folder):
         return False
 
 
-#: The temporary file of an interrupted marker write (``frames._temp_name`` of MARKER):
+#: The temporary file of an interrupted marker write (``files._temp_name`` of MARKER):
 #: a job killed while marking its new folder leaves it, and the folder is still its own.
 _MARKER_TEMP = re.compile(r"\." + re.escape(MARKER) + r"\.\d+\.[0-9a-f]{8}\.tmp")
 
 
 def _mark(folder, what):
-    from .frames import write_bytes_atomic
+    from .files import write_bytes_atomic
 
     write_bytes_atomic(Path(folder) / MARKER,
                        json.dumps({"owner": _MARKER_TEXT, "what": what}).encode())
@@ -261,7 +290,6 @@ def remove_owned(folder, names, *, recurse=True):
     bool
         True when the folder is gone.
     """
-    from .frames import remove_stale_temp_files
 
     folder = Path(folder)
     if not is_owned(folder):

@@ -32,9 +32,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engine.frames as frames_module
+import engine.files as files_module
 from engine.frames import FrameError, WriteError, remove_stale_temp_files
-from engine.propagation import Cancelled, propagate
+from engine.propagation import Cancelled, JobSettings, propagate
+
+DRAFT = JobSettings(quality="draft")
 
 #: Kills and re-runs: the full suite, not `build.py test --fast`.
 pytestmark = pytest.mark.slow
@@ -126,7 +128,7 @@ class Clip:
         return [sys.executable, "-m", "engine", "propagate", *args]
 
     def run_api(self, out, **kwargs):
-        return propagate(self.frames, dict(self.keys), out=out, quality="draft", **kwargs)
+        return propagate(self.frames, dict(self.keys), out=out, settings=DRAFT, **kwargs)
 
 
 def cli_env():
@@ -348,7 +350,7 @@ def _full_disk_after(monkeypatch, writes_allowed):
     The failing write puts half its bytes in the temporary file first, as a
     real ENOSPC does.
     """
-    real = frames_module._write_all
+    real = files_module._write_all
     calls = {"n": 0, "failed": None}
 
     def write_all(fd, data):
@@ -359,19 +361,19 @@ def _full_disk_after(monkeypatch, writes_allowed):
             handle.write(bytes(data)[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(frames_module, "_write_all", write_all)
+    monkeypatch.setattr(files_module, "_write_all", write_all)
     return calls
 
 
 def _count_writes(clip, tmp_path, monkeypatch):
-    real = frames_module._write_all
+    real = files_module._write_all
     count = {"n": 0}
 
     def counting(fd, data):
         count["n"] += 1
         return real(fd, data)
     with monkeypatch.context() as m:
-        m.setattr(frames_module, "_write_all", counting)
+        m.setattr(files_module, "_write_all", counting)
         clip.run_api(tmp_path / "count")
     return count["n"]
 
@@ -404,7 +406,7 @@ def test_a_full_disk_through_the_cli_is_one_line_and_exit_1(clip, tmp_path):
     """The CLI's handling of the error, with the disk filled up after 5 writes."""
     script = (
         "import errno, os, sys\n"
-        "import engine.frames as f\n"
+        "import engine.files as f\n"
         "real, n = f._write_all, [0]\n"
         "def full(fd, data):\n"
         "    n[0] += 1\n"
@@ -492,7 +494,7 @@ def test_stale_temporary_files_of_killed_writers_are_removed(clip, tmp_path):
     out.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    here = frames_module._HOST_TAG
+    here = files_module._HOST_TAG
     stale = out / f".0004.png.{dead.pid}.{here}abcd.tmp"
     stale.write_bytes(b"\x89PNG half a frame")
     alive = out / f".0005.png.{os.getppid()}.{here}abcd.tmp"  # a live writer's: kept
@@ -504,7 +506,7 @@ def test_stale_temporary_files_of_killed_writers_are_removed(clip, tmp_path):
     remote.write_bytes(b"being written on another machine")
     remote_old = out / f".0007.png.{dead.pid}.{other}abce.tmp"
     remote_old.write_bytes(b"left by a dead worker elsewhere")
-    old = time.time() - 2 * frames_module._STALE_TEMP_AGE
+    old = time.time() - 2 * files_module._STALE_TEMP_AGE
     os.utime(remote_old, (old, old))
     mine = out / "notes.0123abcd.tmp"  # not the writer's pattern: never touched
     mine.write_bytes(b"user file")
@@ -631,7 +633,7 @@ def test_stylize_removes_only_its_own_dead_temporary_file(tmp_path):
     imwrite(frame, texture(H, W, seed=5))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    here = frames_module._HOST_TAG  # written on this machine (another machine's is judged by its age)
+    here = files_module._HOST_TAG  # written on this machine (another machine's is judged by its age)
     mine = tmp_path / f".out.png.{dead.pid}.{here}abcd.tmp"  # what a killed stylize leaves
     mine.write_bytes(b"half a png")
     other = tmp_path / f".other.png.{dead.pid}.{here}abcd.tmp"  # another output's: not this run's business
@@ -653,7 +655,7 @@ def test_a_folder_killed_while_being_marked_is_still_the_engines(tmp_path):
     folder.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    from engine.frames import _HOST_TAG
+    from engine.files import _HOST_TAG
 
     stale = folder / f"..karwai-owned.{dead}.{_HOST_TAG}0123.tmp"
     live = folder / f"..karwai-owned.{os.getpid()}.{_HOST_TAG}89ab.tmp"

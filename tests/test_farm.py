@@ -23,7 +23,9 @@ import numpy as np
 import pytest
 
 from engine.propagation import JobSettings, plan_job, propagate
-from engine.propagation.plan import PLAN_NAME, TASKS_DIR, PlanError, TaskLock, load_plan, run_task
+from engine.propagation.plan import PLAN_NAME, TASKS_DIR, PlanError, load_plan
+from engine.propagation.task_lock import TaskLock
+from engine.propagation.tasks import run_task
 from engine.propagation.simulate import critical_path, simulate, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -361,14 +363,14 @@ import sys
 sys.modules["distributed"] = None  # as if dask[distributed] were not installed
 import numpy as np
 from engine.frames import write_frame_atomic
-from engine.propagation import propagate
+from engine.propagation import JobSettings, propagate
 from pathlib import Path
 clip = Path({str(tmp_path / 'clip')!r}); clip.mkdir()
 rng = np.random.default_rng(0)
 for t in range(1, 5):
     write_frame_atomic(clip / f"{{t:04d}}.png", (rng.random((24, 32, 3)) * 255).astype(np.uint8))
 key = (rng.random((24, 32, 3)) * 255).astype(np.uint8)
-r = propagate(clip, {{1: key}}, out={str(tmp_path / 'out')!r}, quality="draft")
+r = propagate(clip, {{1: key}}, out={str(tmp_path / 'out')!r}, settings=JobSettings(quality="draft"))
 print("local", r.computed)
 try:
     propagate(clip, {{1: key}}, out={str(tmp_path / 'out2')!r}, dask="tcp://127.0.0.1:1")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import frames as fr
+from engine import files
 from engine.frames import (
     FrameError,
     check_output_dir,
@@ -288,7 +288,7 @@ def test_atomic_write_leaves_no_partial_file_when_writer_fails(tmp_path, monkeyp
     def boom(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fr.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)
     with pytest.raises(OSError, match="No space"):
         write_frame_atomic(path, _rgb(seed=6))
     with pytest.raises(OSError, match="No space"):

@@ -1,7 +1,7 @@
 """Fuzzing of ``synthesize`` and ``propagate`` (issue 7, part 5).
 
 Hypothesis draws random shapes, dtypes, weights, keys and settings (see
-``benchmarks/fuzz.py``, which also runs the 1000-case campaign: ``python
+``tests/fuzzing.py``, which also runs the 1000-case campaign: ``python
 build.py bench fuzz``). Each case must return a result of the right shape or
 raise ``ValueError``; the cases run in worker subprocesses, so a segfault or a
 hang fails the test instead of killing pytest. CI runs 200 synthesis and 30
@@ -22,9 +22,12 @@ import pytest
 #: Fuzzing: the full suite, not `build.py test --fast`.
 pytestmark = pytest.mark.slow
 
-from benchmarks import fuzz
+import fuzzing as fuzz
 from engine.guides import GuideWeights
 from engine.synth import synthesize
+from engine.propagation import JobSettings
+
+DRAFT = JobSettings(quality="draft")
 
 CI_CASES = {"synth": 200, "propagate": 30}
 
@@ -126,7 +129,7 @@ def test_frames_under_12_pixels_a_side_propagate(tmp_path):
     (tmp_path / "in").mkdir()
     for t in range(1, 5):
         cv2.imwrite(str(tmp_path / "in" / f"{t:04d}.png"), big[:, t:t + 8])
-    result = propagate(tmp_path / "in", {1: big[:, 1:9, ::-1].copy()}, out=tmp_path / "out", quality="draft")
+    result = propagate(tmp_path / "in", {1: big[:, 1:9, ::-1].copy()}, out=tmp_path / "out", settings=DRAFT)
     assert [cv2.imread(str(p)).shape for p in result.frames] == [(10, 8, 3)] * 4
 
 
@@ -140,7 +143,7 @@ import tempfile
 from pathlib import Path
 import cv2, numpy as np
 from engine.flow import FlowParams, compute_flow_pair
-from engine.propagation import propagate
+from engine.propagation import JobSettings, propagate
 rng = np.random.default_rng(0)
 for preset in ("medium", "fast", "ultrafast"):
     for hw in [(13, 40), (15, 50), (12, 100), (31, 200), (40, 13), (8, 300), (16, 44)]:
@@ -152,7 +155,7 @@ root = Path(tempfile.mkdtemp())
 big = (rng.random((13, 60, 3)) * 255).astype(np.uint8)
 for t in (2, 8):
     cv2.imwrite(str(root / "in" / f"{t:04d}.png"), big[:, t:t + 40])
-result = propagate(root / "in", {8: big[:, 8:48, ::-1].copy()}, out=root / "out", quality="draft")
+result = propagate(root / "in", {8: big[:, 8:48, ::-1].copy()}, out=root / "out", settings=JobSettings(quality="draft"))
 assert [cv2.imread(str(p)).shape for p in result.frames] == [(13, 40, 3)] * 2
 print("ok")
 """
@@ -175,5 +178,5 @@ def test_an_empty_key_is_a_clear_error(tmp_path, shape):
     for t in (1, 2):
         cv2.imwrite(str(tmp_path / "in" / f"{t:04d}.png"), frame)
     with pytest.raises(ValueError, match="keyframe is empty"):
-        propagate(tmp_path / "in", {1: np.zeros(shape, np.uint8)}, out=tmp_path / "out", quality="draft")
+        propagate(tmp_path / "in", {1: np.zeros(shape, np.uint8)}, out=tmp_path / "out", settings=DRAFT)
     assert not list((tmp_path / "out").glob("*.png"))

@@ -99,6 +99,25 @@ def test_keyframe_ramp_scale():
     assert positional_guide(keyframe_positions(5, 9), channels=3)[..., 2].max() == 0
 
 
+def test_positional_guide_is_always_a_guide_synthesize_accepts():
+    """Positions advected from outside the keyframe are clamped to its border (issue 12)."""
+    from engine.synth import synthesize
+
+    positions = keyframe_positions(12, 16) * np.float32(1.5) - np.float32(4.0)
+    guide = positional_guide(positions, size=(12, 16))
+    assert guide.min() == 0.0 and guide.max() == 255.0
+    style = np.zeros((12, 16, 3), np.uint8)
+    synthesize(style, [positional_guide(keyframe_positions(12, 16))], [guide], guide_weights=[1.0])
+
+
+def test_guide_lists_keep_one_guide_when_every_weight_is_zero():
+    frame = texture(20, 30)
+    key = frame_guides(frame, positions=keyframe_positions(20, 30), temporal=frame)
+    zero = GuideWeights(colour=0, edge=0, positional=0, temporal=0)
+    src, dst, weights = guide_lists(key, key, weights=zero)
+    assert weights == [0.0] and src[0] is key.colour
+
+
 @pytest.mark.skipif(not SYNTH.is_dir(), reason="shared synth_case not present")
 def test_keyframe_ramp_matches_synth_case():
     expected = read_image(SYNTH / "posA.png")

@@ -183,7 +183,7 @@ def test_a_changed_setting_recomputes(tmp_path):
     frames = make_clip(tmp_path / "in", n=6)
     keys = {1: style(frames[1])}
     propagate(tmp_path / "in", keys, out=tmp_path / "out")
-    again = propagate(tmp_path / "in", keys, out=tmp_path / "out", quality="draft")
+    again = propagate(tmp_path / "in", keys, out=tmp_path / "out", settings=JobSettings(quality="draft"))
     assert again.computed == 5
 
 
@@ -250,10 +250,12 @@ def test_key_of_another_aspect_is_refused_unless_cropped_or_padded(tmp_path):
     with pytest.raises(ValueError, match="different aspect ratio"):
         propagate(tmp_path / "in", {1: square}, out=tmp_path / "out")
     with pytest.warns(UserWarning, match="by crop"):
-        result = propagate(tmp_path / "in", {1: square}, out=tmp_path / "crop", key_fit="crop")
+        result = propagate(tmp_path / "in", {1: square}, out=tmp_path / "crop",
+                           settings=JobSettings(key_fit="crop"))
     assert _read(result.frames[0]).shape == (H, W, 3)
     with pytest.warns(UserWarning, match="by pad"):
-        result = propagate(tmp_path / "in", {1: square}, out=tmp_path / "pad", key_fit="pad")
+        result = propagate(tmp_path / "in", {1: square}, out=tmp_path / "pad",
+                           settings=JobSettings(key_fit="pad"))
     assert _read(result.frames[0]).shape == (H, W, 4)  # padding is transparent
 
 
@@ -298,7 +300,8 @@ def test_mixed_resolutions_are_named(tmp_path):
 def test_bad_settings_are_clear_errors(tmp_path):
     frames = make_clip(tmp_path / "in", n=3)
     with pytest.raises(ValueError, match="quality must be one of"):
-        propagate(tmp_path / "in", {1: style(frames[1])}, out=tmp_path / "out", quality="ultra")
+        propagate(tmp_path / "in", {1: style(frames[1])}, out=tmp_path / "out",
+                  settings=JobSettings(quality="ultra"))
     with pytest.raises(ValueError, match="blend must be one of"):
         JobSettings(blend="median")
 
@@ -350,7 +353,7 @@ def test_real_clip_beats_leaving_the_key_in_place(tmp_path):
 
     source = open_frames(clip)
     truths = {t: cv2.stylization(source.read(t), sigma_s=40, sigma_r=0.35) for t in range(1, 7)}
-    result = propagate(clip, {1: truths[1], 6: truths[6]}, out=tmp_path / "out", quality="draft")
+    result = propagate(clip, {1: truths[1], 6: truths[6]}, out=tmp_path / "out", settings=JobSettings(quality="draft"))
     for t in range(2, 6):
         out = _read(result.frames[t - 1])
         assert _psnr(out, truths[t]) > _psnr(truths[1], truths[t]) + 1.0

@@ -18,6 +18,7 @@ The same cases also go through the Python API, which must raise ``ValueError``
 import hashlib
 import os
 import subprocess
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.propagation import propagate
+from engine.propagation import JobSettings, propagate
+
+DRAFT = JobSettings(quality="draft")
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 32, 48
@@ -759,13 +762,17 @@ CLI_ONLY = {"duplicate_key", "key_without_a_frame_number", "key_with_a_non_integ
 def test_api(tmp_path, name):
     c = CASES[name](tmp_path)
     kwargs = dict(c.api)
-    weights = kwargs.pop("weights", None)
-    quality = kwargs.pop("quality", "draft")
+    fields = {"quality": "draft"}
+    for keyword, name in (("weights", "weights"), ("seed", "seed"), ("quality", "quality"), ("blend_mode", "blend"),
+                          ("key_fit", "key_fit")):
+        if keyword in kwargs:
+            fields[name] = kwargs.pop(keyword)
     before = hash_tree(c.src)
 
     def call():
-        return propagate(c.frames, dict(c.keys), out=c.out, quality=quality,
-                         weights=weights() if weights else None, **kwargs)
+        if "weights" in fields:
+            fields["weights"] = fields["weights"]()
+        return propagate(c.frames, dict(c.keys), out=c.out, settings=JobSettings(**fields), **kwargs)
     if c.ok:
         call()
         assert_success(c)
@@ -876,7 +883,7 @@ def test_issue11_cache_dir_holding_the_frames_deletes_nothing(tmp_path):
     assert_one_line_error(proc, proj / "work")
     assert hash_tree(c.src) == before
     with pytest.raises(ValueError, match="work"):
-        propagate(c.frames, dict(c.keys), out=c.out, cache_dir=proj, quality="draft")
+        propagate(c.frames, dict(c.keys), out=c.out, cache_dir=proj, settings=DRAFT)
     assert hash_tree(c.src) == before and not c.out.exists()
 
 
@@ -932,12 +939,12 @@ def test_issue11_a_source_object_is_checked_like_a_path(tmp_path):
     before = hash_tree(c.src)
     for out in (c.frames, c.frames / "styled", c.frames / ".." / "frames"):
         with open_frames(c.frames) as source, pytest.raises(ValueError, match="source folder"):
-            propagate(source, dict(c.keys), out=out, quality="draft")
+            propagate(source, dict(c.keys), out=out, settings=DRAFT)
         assert hash_tree(c.src) == before
     link = c.tmp / "link-to-frames"
     link.symlink_to(c.frames, target_is_directory=True)
     with open_frames(c.frames) as source, pytest.raises(ValueError, match="source folder"):
-        propagate(source, dict(c.keys), out=link, quality="draft")
+        propagate(source, dict(c.keys), out=link, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -952,7 +959,7 @@ def test_issue11_mask_folder_as_the_output_is_refused(tmp_path):
     assert_one_line_error(proc, masks, "mask")
     assert hash_tree(c.src) == before
     with pytest.raises(ValueError, match="mask"):
-        propagate(c.frames, dict(c.keys), out=masks / "sub", masks=masks, quality="draft")
+        propagate(c.frames, dict(c.keys), out=masks / "sub", masks=masks, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -971,7 +978,7 @@ def test_issue11_a_key_inside_the_output_folder_is_refused(tmp_path):
     (c.tmp / "elsewhere" / "k.png").symlink_to(key5)
     with pytest.raises(ValueError, match="key for frame 5"):
         propagate(c.frames, {1: c.keys[1], 5: c.tmp / "elsewhere" / ".." / "elsewhere" / "k.png"},
-                  out=out, quality="draft")
+                  out=out, settings=DRAFT)
     assert hash_tree(c.src) == before
 
 
@@ -1024,7 +1031,7 @@ def test_issue11_stylize_never_writes_over_its_input(tmp_path):
 
 def test_issue11_a_keys_own_source_frame_edited_between_runs(tmp_path):
     c, frames = small_job(tmp_path, keys=(1, N))
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     # Edit key frame N's source, keeping its size and time stamp: only the content tells.
     path = c.frames / f"{N:04d}.png"
     st = path.stat()
@@ -1032,9 +1039,9 @@ def test_issue11_a_keys_own_source_frame_edited_between_runs(tmp_path):
     edited[H // 2:, :] = 255 - edited[H // 2:, :]
     imwrite(path, edited)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    rerun = propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+    rerun = propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     assert rerun.computed == N - 2 and rerun.skipped == 0
-    fresh = propagate(c.frames, dict(c.keys), out=c.tmp / "fresh", quality="draft")
+    fresh = propagate(c.frames, dict(c.keys), out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
 
 
@@ -1057,14 +1064,14 @@ def test_issue11_outputs_of_removed_frames_are_removed_but_only_the_jobs(tmp_pat
 def test_issue11_two_jobs_with_different_keys_in_one_output_folder(tmp_path):
     c, frames = small_job(tmp_path, keys=(1,))
     other = {1: stylized(frames[1])[:, :, ::-1].copy()}
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
-    second = propagate(c.frames, other, out=c.out, quality="draft")
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
+    second = propagate(c.frames, other, out=c.out, settings=DRAFT)
     assert second.skipped == 0
-    fresh = propagate(c.frames, other, out=c.tmp / "fresh", quality="draft")
+    fresh = propagate(c.frames, other, out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
     # A finished frame replaced by other bytes is not taken as finished.
     (c.out / "0004.png").write_bytes((c.out / "0001.png").read_bytes())
-    again = propagate(c.frames, other, out=c.out, quality="draft")
+    again = propagate(c.frames, other, out=c.out, settings=DRAFT)
     assert again.computed > 0 and outputs(c.out) == outputs(fresh.out)
 
 
@@ -1075,7 +1082,7 @@ def test_issue11_one_job_per_output_folder(tmp_path):
         proc = run_cli(c.argv())
         assert_one_line_error(proc, "already running in", c.out)
         with pytest.raises(ValueError, match="already running in"):
-            propagate(c.frames, dict(c.keys), out=c.out, quality="draft")
+            propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT)
     assert outputs(c.out) == {}
     assert run_cli(c.argv()).returncode == 0  # the lock dies with its holder
     assert not (c.out / ".karwai-lock").exists()
@@ -1083,7 +1090,7 @@ def test_issue11_one_job_per_output_folder(tmp_path):
 
 def test_issue11_damaged_flow_cache_data_is_recomputed(tmp_path):
     c, frames = small_job(tmp_path, keys=(1,))
-    propagate(c.frames, dict(c.keys), out=c.out, quality="draft", keep_cache=True)
+    propagate(c.frames, dict(c.keys), out=c.out, settings=DRAFT, keep_cache=True)
     entries = sorted((c.out / ".karwai-cache" / "flow").glob("flow-*.npy"))
     assert entries
     for path in entries:  # keep the .npy header, damage the data
@@ -1091,8 +1098,8 @@ def test_issue11_damaged_flow_cache_data_is_recomputed(tmp_path):
         data[-200:-100] = bytes(100)
         path.write_bytes(bytes(data))
     new_key = {1: stylized(frames[1])[:, ::-1].copy()}  # a changed key: every span recomputed from the flow
-    propagate(c.frames, new_key, out=c.out, quality="draft", keep_cache=True)
-    fresh = propagate(c.frames, new_key, out=c.tmp / "fresh", quality="draft")
+    propagate(c.frames, new_key, out=c.out, settings=DRAFT, keep_cache=True)
+    fresh = propagate(c.frames, new_key, out=c.tmp / "fresh", settings=DRAFT)
     assert outputs(c.out) == outputs(fresh.out)
 
 
@@ -1221,10 +1228,10 @@ def test_issue11_ctrl_c_at_any_moment_is_one_line(tmp_path, command):
     # Early moments (the imports) and later ones; a run that finished first is fine too.
     for delay in [0.05, 0.15, 0.3, *(rng.uniform(0.3, 2.5) for _ in range(2))]:
         code, _, err = _interrupt_at(argv, delay, rng)
-        while _python_starting(code, err):
-            # Python itself was still starting up (its streams, site module, or runpy for
-            # -m; or not yet handling SIGINT at all), before any of the engine ran: nothing
-            # the engine can do; try a later moment.
+        while ("Traceback" in err and str(ROOT / "engine") not in err) or (code == -signal.SIGINT and not err):
+            # Python itself was still starting up (before its SIGINT handler, its site module,
+            # streams, runpy finding the module for -m): no frame of the engine's code is in the
+            # traceback, none of it ran, nothing the engine can do; try a later moment.
             delay += 0.05
             code, _, err = _interrupt_at(argv, delay, rng)
         assert "Traceback" not in err, err
@@ -1275,11 +1282,11 @@ def test_issue11_a_refused_call_creates_no_output_folder(tmp_path):
     out = c.tmp / "a" / "b" / "out"
     for bad in ({1: c.src / "missing.png"}, {99: c.keys[1]}, {}):
         with pytest.raises(ValueError):
-            propagate(c.frames, bad, out=out, quality="draft")
+            propagate(c.frames, bad, out=out, settings=DRAFT)
     with pytest.raises(ValueError):
-        propagate(c.frames, dict(c.keys), out=out, masks=c.src / "no masks", quality="draft")
+        propagate(c.frames, dict(c.keys), out=out, masks=c.src / "no masks", settings=DRAFT)
     with pytest.raises(ValueError):
-        propagate(c.frames, dict(c.keys), out="", quality="draft")
+        propagate(c.frames, dict(c.keys), out="", settings=DRAFT)
     assert not (c.tmp / "a").exists()
 
 
@@ -1373,3 +1380,210 @@ def test_the_corpus_covers_issue_11():
     missing = [n for names in bullets.values() for n in names if n not in here]
     missing += [n for names in crash_bullets.values() for n in names if n not in there]
     assert not missing, missing
+
+
+# ---------------------------------------------------------------------------
+# The commands added after issue 11 (stylize-video, stylize-keys, plan, run-task):
+# the same rules, found broken by an adversarial run. Each case failed before its fix.
+
+
+def run_engine_in(cwd, *argv, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "engine", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, encoding="utf-8", timeout=timeout)
+
+
+@pytest.fixture
+def video_job(tmp_path):
+    """``tmp_path`` holding frames/ (5 frames), masks/, style.png, key1.png and tiny VGG weights vgg.pth."""
+    torch = pytest.importorskip("torch")
+    del torch
+    from test_stylize_neural import write_weights
+
+    frames = make_clip(tmp_path / "frames", numbers=range(1, 6))
+    for n in range(1, 6):
+        mask = np.zeros((H, W), np.uint8)
+        mask[8:24, 10:40] = 255
+        imwrite(tmp_path / "masks" / f"{n:04d}.png", mask)
+    imwrite(tmp_path / "style.png", texture(24, 24, seed=5))
+    imwrite(tmp_path / "key1.png", stylized(frames[1]))
+    write_weights(tmp_path / "vgg.pth")
+    return tmp_path
+
+
+_NEURAL_VIDEO = ("stylize-video", "frames", "--method", "neural-video", "--style-image", "style.png",
+                 "--param", "iterations=2", "--param", "weights=vgg.pth", "--quiet")
+_FAST_NETWORK = ("stylize-video", "frames", "--method", "fast-network", "--style-image", "style.png",
+                 "--param", "steps=2", "--param", "width=4", "--param", "train_size=16", "--param",
+                 "train_frames=2", "--param", "weights=vgg.pth", "--quiet")
+
+
+def test_issue11_video_jobs_never_write_over_their_inputs(video_job):
+    """--mask M --out M overwrote the masks, and a style image or weights in --out were overwritten (exit 0)."""
+    d = video_job
+    before = hash_tree(d)
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--mask", "masks", "--out", "masks"), "mask folder")
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--mask", "masks", "--out", "masks/sub"), "masks")
+    assert hash_tree(d) == before and not (d / "masks" / "sub").exists()
+    (d / "out").mkdir()
+    (d / "out" / "0001.png").write_bytes((d / "style.png").read_bytes())
+    before = hash_tree(d)
+    argv = [a if a != "style.png" else "out/0001.png" for a in _NEURAL_VIDEO]
+    assert_one_line_error(run_engine_in(d, *argv, "--out", "out"), "0001.png")
+    assert_one_line_error(run_engine_in(d, *_FAST_NETWORK, "--out", "out2", "--param", "model=masks/0002.png"),
+                          "model")
+    assert hash_tree(d) == before and not (d / "out2").exists()
+
+
+def test_issue11_video_job_refusals_create_nothing_and_never_block(video_job):
+    """A bad mask left an empty output folder; a FIFO as the network file hung."""
+    d = video_job
+    os.mkfifo(d / "fifo")
+    before = sorted(p.name for p in d.iterdir())
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--mask", "style.png", "--out", "a/b"), "style.png")
+    assert_one_line_error(run_engine_in(d, *_FAST_NETWORK, "--out", "c", "--param", "model=fifo", timeout=60),
+                          "fifo")
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO[:5], "fifo", *_NEURAL_VIDEO[6:], "--out", "e",
+                                     timeout=60), "fifo")
+    assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_issue11_video_job_resume_trusts_only_intact_outputs_of_the_clip(video_job):
+    """A record of the wrong JSON type was an internal error; a damaged output and the output of a
+    removed frame were kept on resume."""
+    d = video_job
+    (d / "out").mkdir()
+    (d / "out" / ".karwai-video.json").write_text("[]")
+    proc = run_engine_in(d, *_NEURAL_VIDEO, "--out", "out")
+    assert proc.returncode == 0, proc.stderr
+    reference = outputs(d / "out")
+    (d / "out" / "0003.png").write_bytes(b"damaged")
+    assert run_engine_in(d, *_NEURAL_VIDEO, "--out", "out").returncode == 0
+    assert outputs(d / "out") == reference
+    (d / "frames" / "0005.png").unlink()
+    (d / "out" / "mine.png").write_bytes(b"a user's file")
+    assert run_engine_in(d, *_NEURAL_VIDEO, "--out", "out").returncode == 0
+    assert sorted(outputs(d / "out")) == ["0001.png", "0002.png", "0003.png", "0004.png", "mine.png"]
+
+
+def test_issue11_video_working_folder_deletes_only_what_the_job_wrote(video_job):
+    """The end of a two-pass job ran shutil.rmtree on OUT/.karwai-video/pass1, through a symlink too."""
+    d = video_job
+    argv = (*_NEURAL_VIDEO, "--param", "passes=2", "--out", "out")
+    (d / "out" / ".karwai-video" / "pass1").mkdir(parents=True)
+    (d / "out" / ".karwai-video" / "pass1" / "thesis.txt").write_text("mine")
+    assert_one_line_error(run_engine_in(d, *argv), "thesis.txt")
+    assert (d / "out" / ".karwai-video" / "pass1" / "thesis.txt").read_text() == "mine"
+    shutil.rmtree(d / "out")
+    (d / "user" / "pass1").mkdir(parents=True)
+    (d / "user" / "pass1" / "thesis.txt").write_text("mine")
+    (d / "out").mkdir()
+    os.symlink(d / "user", d / "out" / ".karwai-video")
+    assert_one_line_error(run_engine_in(d, *argv), ".karwai-video")
+    assert (d / "user" / "pass1" / "thesis.txt").read_text() == "mine"
+    os.unlink(d / "out" / ".karwai-video")
+    assert run_engine_in(d, *argv).returncode == 0
+    assert sorted(outputs(d / "out")) == [f"{n:04d}.png" for n in range(1, 6)]
+    assert not (d / "out" / ".karwai-video").exists()
+
+
+def test_issue11_stylize_keys_checks_numbers_and_paths_first(video_job):
+    """--keys 1_0 was frame 10; a style image or weights inside --out were overwritten; a bad key left --out."""
+    d = video_job
+    base = ("stylize-keys", "frames", "--method", "neural", "--param", "iterations=2", "--param",
+            "weights=vgg.pth", "--quiet")
+    assert_one_line_error(run_engine_in(d, *base, "--keys", "1_0", "--style-image", "style.png", "--out", "k"),
+                          "1_0")
+    assert_one_line_error(run_engine_in(d, *base, "--keys", "1,99", "--style-image", "style.png", "--out", "k"),
+                          "99")
+    proc = run_engine_in(d, *base, "--keys", "1,10", "--anchor", "1_0", "--style-image", "style.png", "--out", "k")
+    assert proc.returncode == 2 and "--anchor: '1_0' is not a frame number" in proc.stderr, proc.stderr
+    assert not (d / "k").exists()
+    (d / "k").mkdir()
+    (d / "k" / "0001.png").write_bytes((d / "style.png").read_bytes())
+    before = hash_tree(d)
+    assert_one_line_error(run_engine_in(d, *base, "--keys", "1,5", "--style-image", "k/0001.png", "--out", "k"),
+                          "0001.png")
+    assert hash_tree(d) == before
+
+
+def _plan_clip(tmp_path):
+    frames = make_clip(tmp_path / "frames", numbers=range(1, 6))
+    imwrite(tmp_path / "key1.png", stylized(frames[1]))
+    return ("plan", "frames", "--key", "1=key1.png", "--out", "out", "--quality", "draft")
+
+
+def test_issue11_plan_writes_its_extra_files_over_no_input(tmp_path):
+    """--flamenco-job and --save-costs were written over a source frame, a key or the plan (exit 0)."""
+    argv = _plan_clip(tmp_path)
+    assert run_engine_in(tmp_path, *argv).returncode == 0
+    before = hash_tree(tmp_path)
+    for target, needle in (("frames/0002.png", "source folder"), ("key1.png", "key for frame 1"),
+                           ("out/.karwai-plan.json", "the plan")):
+        assert_one_line_error(run_engine_in(tmp_path, *argv, "--flamenco-job", target), needle)
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--simulate", "2", "--save-costs", "frames/0003.png"),
+                          "--save-costs")
+    assert hash_tree(tmp_path) == before
+
+
+def test_issue11_plan_options_and_costs_are_checked_before_anything_is_written(tmp_path):
+    """--costs FIFO hung; NaN costs and a string overhead gave stray messages; --simulate 0 and --fps nan
+    were found after the plan was written, or not at all."""
+    argv = _plan_clip(tmp_path)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "nan.json").write_text('{"flow": NaN, "pass": 1, "finish": 1, "key": 1}')
+    (tmp_path / "over.json").write_text('{"flow": 1, "pass": 1, "finish": 1, "key": 1, "overhead": "x"}')
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--simulate", "2", "--costs", "fifo", timeout=60), "fifo")
+    for name in ("nan.json", "over.json"):
+        assert_one_line_error(run_engine_in(tmp_path, "plan", "--film", "50", "--simulate", "2", "--costs", name),
+                              name)
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--simulate", "0", "--costs", "over.json"), "--simulate")
+    assert_one_line_error(run_engine_in(tmp_path, *argv, "--flamenco-job", "job.json", "--fps", "nan"), "--fps")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "job.json").exists()
+
+
+def test_issue11_run_task_refuses_special_files_and_damaged_task_records(tmp_path):
+    """A FIFO as the plan hung; a task record listing no outputs made a task 'done' without its frame."""
+    argv = _plan_clip(tmp_path)
+    assert run_engine_in(tmp_path, *argv).returncode == 0
+    os.mkfifo(tmp_path / "fifo")
+    assert_one_line_error(run_engine_in(tmp_path, "run-task", "fifo", "key-1", timeout=60), "fifo")
+    import json
+
+    plan = json.loads((tmp_path / "out" / ".karwai-plan.json").read_text())
+    fp = next(t["fingerprint"] for t in plan["tasks"] if t["id"] == "key-1")
+    (tmp_path / "out" / ".karwai-tasks").mkdir(exist_ok=True)
+    (tmp_path / "out" / ".karwai-tasks" / "key-1.json").write_text(
+        json.dumps({"task": "key-1", "fingerprint": fp, "outputs": {}}))
+    proc = run_engine_in(tmp_path, "run-task", "out/.karwai-plan.json", "key-1")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "0001.png").is_file()
+
+
+def test_issue11_video_record_fifo_dask_and_task_folder_refusals_leave_nothing(video_job):
+    """A FIFO as the video job record hung; an unreachable --dask scheduler was found after OUT, the plan
+    and the cache were written; a file named .karwai-tasks was found after the cache was made."""
+    d = video_job
+    (d / "out").mkdir()
+    os.mkfifo(d / "out" / ".karwai-video.json")
+    assert_one_line_error(run_engine_in(d, *_NEURAL_VIDEO, "--out", "out", timeout=60), ".karwai-video.json")
+    assert sorted(os.listdir(d / "out")) == [".karwai-video.json"]
+    pytest.importorskip("distributed")
+    for address in ("", "tcp://127.0.0.1:1"):
+        assert_one_line_error(run_engine_in(d, "propagate", "frames", "--key", "1=key1.png", "--out", "p",
+                                         "--dask", address, "--quiet", timeout=90), "dask")
+        assert not (d / "p").exists()
+    (d / "q").mkdir()
+    (d / "q" / ".karwai-tasks").write_text("mine")
+    assert_one_line_error(run_engine_in(d, "plan", "frames", "--key", "1=key1.png", "--out", "q"), ".karwai-tasks")
+    assert sorted(os.listdir(d / "q")) == [".karwai-tasks"]
+
+
+def test_issue11_run_task_names_a_wrong_plan_argument():
+    """run_task(123, ...) raised Path's TypeError without the parameter's name."""
+    from engine.propagation.plan import run_task
+
+    for bad in (None, 123, ["plan.json"]):
+        with pytest.raises(TypeError, match="plan"):
+            run_task(bad, "key-1")

@@ -12,7 +12,7 @@ import pytest
 from engine.__main__ import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TV_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+from helpers import weights  # noqa: E402,F401 - the shared weights fixture
 
 
 def write_png(path, rgb):
@@ -30,20 +30,6 @@ def frame_file(tmp_path):
 def art_file(tmp_path):
     rng = np.random.default_rng(1)
     return write_png(tmp_path / "art.png", rng.integers(0, 256, (60, 40, 3), dtype=np.uint8))
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    g = torch.Generator().manual_seed(0)
-    state, in_ch = {}, 3
-    for idx in TV_CONV_INDICES:
-        state[f"features.{idx}.weight"] = torch.randn(4, in_ch, 3, 3, generator=g) * 0.3
-        state[f"features.{idx}.bias"] = torch.zeros(4)
-        in_ch = 4
-    path = tmp_path_factory.mktemp("vgg") / "vgg19-tiny.pth"
-    torch.save(state, path)
-    return str(path)
 
 
 def run_main(args, capsys):

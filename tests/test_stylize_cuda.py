@@ -12,14 +12,8 @@ if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
 from engine.stylizers import deepdream, neural, stylize, vgg  # noqa: E402
-from test_stylize_neural import make_content, make_style, write_weights  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vgg") / "vgg19-small.pth"
-    write_weights(path)
-    return str(path)
+from helpers import weights, write_weights  # noqa: E402,F401 - the shared weights fixture
+from test_stylize_neural import make_content, make_style  # noqa: E402
 
 
 def psnr(a, b):

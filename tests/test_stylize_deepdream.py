@@ -7,21 +7,7 @@ torch = pytest.importorskip("torch")
 
 from engine.stylizers import Cancelled, deepdream, vgg  # noqa: E402
 
-TV_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
-SMALL_WIDTHS = [8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32, 32, 32]
-
-
-def write_weights(path, widths=SMALL_WIDTHS, seed=0):
-    """torch.save a torchvision-layout vgg19 state dict with random weights."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    in_ch = 3
-    for idx, out_ch in zip(TV_CONV_INDICES, widths):
-        std = (2.0 / (9 * out_ch)) ** 0.5
-        state[f"features.{idx}.weight"] = torch.randn(out_ch, in_ch, 3, 3, generator=g) * std
-        state[f"features.{idx}.bias"] = torch.zeros(out_ch)
-        in_ch = out_ch
-    torch.save(state, path)
+from helpers import SMALL_WIDTHS, weights, write_weights  # noqa: E402,F401 - the shared weights fixture
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +16,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vgg") / "vgg19-small.pth"
-    write_weights(path)
-    return str(path)
 
 
 def frame(h=48, w=64, seed=0):

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from engine.stylizers import painted
-from engine.stylizers._common import read_image
+from engine import images
+from engine.images import read_image
 
 
 def coord_art(h, w):
@@ -35,16 +36,16 @@ def frame(h, w, value=50):
 
 def test_geometry_crop_and_pad():
     # 2:1 picture into a 4:3 frame
-    assert painted.fit_geometry((100, 200), (60, 80), fit="crop") == ((60, 120), (0, 20))
-    assert painted.fit_geometry((100, 200), (60, 80), fit="pad") == ((40, 80), (10, 0))
+    assert images.fit_geometry((100, 200), (60, 80), fit="crop") == ((60, 120), (0, 20))
+    assert images.fit_geometry((100, 200), (60, 80), fit="pad") == ((40, 80), (10, 0))
     # same aspect: no crop, no pad
-    assert painted.fit_geometry((2160, 3840), (1080, 1920), fit="crop") == ((1080, 1920), (0, 0))
-    assert painted.fit_geometry((2160, 3840), (1080, 1920), fit="pad") == ((1080, 1920), (0, 0))
+    assert images.fit_geometry((2160, 3840), (1080, 1920), fit="crop") == ((1080, 1920), (0, 0))
+    assert images.fit_geometry((2160, 3840), (1080, 1920), fit="pad") == ((1080, 1920), (0, 0))
     # portrait into landscape
-    assert painted.fit_geometry((300, 100), (90, 160), fit="pad") == ((90, 30), (0, 65))
-    assert painted.fit_geometry((300, 100), (90, 160), fit="crop") == ((480, 160), (195, 0))
+    assert images.fit_geometry((300, 100), (90, 160), fit="pad") == ((90, 30), (0, 65))
+    assert images.fit_geometry((300, 100), (90, 160), fit="crop") == ((480, 160), (195, 0))
     with pytest.raises(ValueError, match="fit"):
-        painted.fit_geometry((10, 10), (5, 5), fit="stretch")
+        images.fit_geometry((10, 10), (5, 5), fit="stretch")
 
 
 def test_crop_keeps_the_aspect_and_the_centre(tmp_path):

@@ -21,7 +21,8 @@ from engine.stylizers import Cancelled  # noqa: E402
 from engine.stylizers.fastnet import build_network, load_network  # noqa: E402
 from engine.stylizers.keys import key_order  # noqa: E402
 from engine.stylizers.video import RECORD_NAME  # noqa: E402
-from test_stylize_neural import make_style, write_weights  # noqa: E402
+from helpers import weights, write_weights  # noqa: E402,F401 - the shared weights fixture
+from test_stylize_neural import make_style  # noqa: E402
 
 H, W = 32, 48
 SHIFT = 2  # pixels per frame
@@ -35,13 +36,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vgg") / "vgg19-small.pth"
-    write_weights(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

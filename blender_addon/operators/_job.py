@@ -14,6 +14,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from .. import compat, jobs, panels, snapshot, strips
+from ..compat import in_background
 from ..engine_import import EngineMissing, get_engine, search_path
 from ..preferences import Prefs
 from ..properties import settings as scene_settings
@@ -22,11 +23,6 @@ from ..worker import USER_ERRORS, JobCancelled
 
 #: Seconds between two polls of a running job.
 POLL_INTERVAL = 0.1
-
-
-def in_background():
-    """Whether Blender runs without its UI (``blender -b``): no timer would ever fire."""
-    return bpy.app.background
 
 
 def tag_redraw(context):

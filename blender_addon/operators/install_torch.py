@@ -10,14 +10,10 @@ prints its progress.
 import bpy
 
 from .. import dependencies
+from ..compat import in_background
 
 #: Seconds between two polls of pip.
 POLL_INTERVAL = 0.25
-
-
-def in_background():
-    """Whether Blender runs without its UI (``blender -b``): no timer would ever fire."""
-    return bpy.app.background
 
 
 def _redraw(context):

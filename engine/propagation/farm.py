@@ -16,8 +16,9 @@ for a cluster.
 import secrets
 import time
 
-from ..stylizers._common import Cancelled
-from .plan import PlanError, TaskEnv, load_plan, run_task_status
+from ..errors import Cancelled
+from .plan import PlanError, load_plan
+from .tasks import TaskEnv, run_task_status
 
 __all__ = ["run_plan_dask", "run_task_on_worker", "check_dask"]
 
@@ -40,6 +41,19 @@ def check_dask(dask):
     if not isinstance(dask, (str, distributed.Client)):
         raise ValueError(f"dask must be a scheduler address (tcp://HOST:PORT) or a distributed.Client, "
                          f"got {type(dask).__name__}")
+    if isinstance(dask, str):
+        # Before the job writes its plan: a refused job leaves nothing on disk.
+        if not dask.strip():
+            raise ValueError("dask: the scheduler address is empty (expected tcp://HOST:PORT)")
+        if dask.startswith("tcp://"):
+            import socket
+
+            from distributed.comm import get_address_host_port  # distributed/comm/addressing.py
+            try:
+                host, port = get_address_host_port(dask)
+                socket.create_connection((host, port), timeout=10).close()
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"dask: cannot reach the Dask scheduler at {dask} ({exc})") from None
 
 
 def _connect(dask):
@@ -110,7 +124,7 @@ def run_plan_dask(plan, dask, *, progress=None, cancel=None, retries=2):
     Returns
     -------
     (computed, skipped)
-        As :func:`engine.propagation.plan.run_plan` counts them.
+        As :func:`engine.propagation.tasks.run_plan` counts them.
     """
     distributed = _distributed()
     client, own = _connect(dask)

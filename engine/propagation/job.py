@@ -1,4 +1,10 @@
-"""Keyframes to every frame: spans, passes, blending, resume.
+"""Keyframes to every frame: the job that checks its inputs and runs its plan.
+
+The steps live in their own modules: :mod:`.spans` (the clip cut at its keys),
+:mod:`.keys` (keys read and fitted), :mod:`.passes` (a key's style carried from
+frame to frame), :mod:`.state` (a pass's state on disk), :mod:`.finish` (two
+passes blended, smoothed, detail restored), :mod:`.record` (the resume record),
+:mod:`.plan` and :mod:`.tasks` (the job as tasks).
 
 A job splits the clip at its keys into spans. Frames before the first key get a
 backward pass from it, frames after the last key a forward pass; frames between
@@ -26,41 +32,36 @@ functions, so the same bytes, everywhere.
 
 from dataclasses import dataclass
 import hashlib
-import io
-import json
 import os
 from pathlib import Path
 import re
-import threading
 import time
 import warnings
 
-import cv2
 import numpy as np
 
 from .. import __version__
-from ..flow import JOB_MEMORY_BYTES, FlowCache, warp
-from ..frames import (FrameError, check_output_dir, encode_image, open_frames, read_image, read_regular_file,
-                      remove_stale_temp_files, write_bytes_atomic)
-from ..guides import (GuideWeights, apply_mask, edge_guide, keyframe_positions, advect_positions,
-                      open_masks, positional_guide, temporal_guide)
-from ..safety import (FolderLock, ParameterTypeError, as_path, check_clashes, file_digest, is_owned,
-                      own_folder, remove_owned, seal, unseal)
-from ..stylizers._common import Cancelled
-from .settings import JobSettings
+from ..errors import Cancelled, FrameError
+from ..files import check_output_dir, remove_stale_temp_files
+from ..flow import JOB_MEMORY_BYTES, FlowCache
+from ..frame_source import open_frames
+from ..guides import open_masks
+from ..safety import FolderLock, ParameterTypeError, as_path, check_clashes, is_owned, own_folder, remove_owned
+from ..settings import JobSettings
+from .keys import load_keys
+from .record import RECORD_NAME, JobRecord, fingerprint, mask_identity, remove_stale_outputs, source_identity
+from .spans import Span, plan_spans
+from .state import WORK_FILES
 
 # The synthesis (numba) and the blending are imported when first used,
 # so that a user's error is reported without their import time.
 
 __all__ = ["propagate", "plan_job", "PropagateResult", "Cancelled", "plan_spans", "Span"]
 
-RECORD_NAME = ".karwai-job.json"
 CACHE_NAME = ".karwai-cache"
 #: Bumped whenever the same inputs would give other output bytes (with the
 #: engine version and the settings, it is in every output's fingerprint).
 RESULT_FORMAT = 2
-#: Files the job writes in a span's pass-state folder.
-_WORK_FILES = re.compile(r"(?:fwd|bwd)_state\.npz|(?:fwd|bwd|pass|smooth)_-?[0-9]+\.npz")
 #: What an unmarked pass-state folder of an earlier version may hold to be adopted.
 _OWN_WORK_NAMES = re.compile(r"[0-9a-f]{24}|[0-9a-f]{12}-[0-9a-f]{24}")
 _OWN_FLOW_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\..+\.[0-9]+\.[0-9a-f]{8}\.tmp")
@@ -68,26 +69,8 @@ _OWN_CACHE_NAMES = re.compile(r"flow|work|keys")
 #: Decoded frames a job keeps in memory: a span's passes, blending and
 #: finishing read each frame several times (128 MB: 20 frames at 1080p).
 FRAME_CACHE_BYTES = 128 << 20
-#: Memory the finishing of a span may keep its intermediates in (beyond it, the work folder).
-FINISH_MEMORY_BYTES = 128 << 20
-#: Longest time between two saves of a pass's state (see _single_pass).
-STATE_SAVE_SECONDS = 10.0
 #: Default size cap of the flow cache, in MB.
 DEFAULT_CACHE_LIMIT_MB = 1024
-
-
-@dataclass(frozen=True)
-class Span:
-    """Frames between keys. ``kind`` is "before", "between" or "after"."""
-
-    kind: str
-    key_a: int  # the key before the frames (None for "before")
-    key_b: int  # the key after the frames (None for "after")
-    frames: tuple
-
-    @property
-    def name(self):
-        return f"{self.kind}-{self.key_a}-{self.key_b}"
 
 
 @dataclass
@@ -125,39 +108,14 @@ class _Fingerprints:
     work: object  # span fingerprint -> the span's pass-state folder
 
 
-def plan_spans(frame_numbers, key_numbers):
-    """Split a clip's frame numbers at its keys.
-
-    Parameters
-    ----------
-    frame_numbers : sequence of int
-        The clip's frames in order (gaps allowed).
-    key_numbers : iterable of int
-        Key frames, each one of ``frame_numbers``.
-
-    Returns
-    -------
-    list of Span
-    """
-    frames = list(frame_numbers)
-    keys = sorted(key_numbers)
-    index = {n: i for i, n in enumerate(frames)}
-    spans = []
-    first, last = index[keys[0]], index[keys[-1]]
-    if first > 0:
-        spans.append(Span("before", None, keys[0], tuple(frames[:first])))
-    for a, b in zip(keys, keys[1:]):
-        inner = tuple(frames[index[a] + 1:index[b]])
-        if inner:
-            spans.append(Span("between", a, b, inner))
-    if last < len(frames) - 1:
-        spans.append(Span("after", keys[-1], None, tuple(frames[last + 1:])))
-    return spans
+#: The keywords that ``propagate`` took before :class:`JobSettings` carried every
+#: knob: keyword -> settings field. Still accepted, with a DeprecationWarning.
+_OLD_KEYWORDS = {"quality": "quality", "weights": "weights", "blend_mode": "blend", "key_fit": "key_fit",
+                 "seed": "seed"}
 
 
-def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None, blend_mode="weighted",
-              key_fit="refuse", seed=0, progress=None, cancel=None, cache_dir=None, settings=None,
-              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None):
+def propagate(frames, keys, *, out, settings=None, masks=None, progress=None, cancel=None, cache_dir=None,
+              keep_cache=False, cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, dask=None, stylize=None, **old_keywords):
     """Carry the look of stylized keyframes over every frame of a clip.
 
     Parameters
@@ -178,15 +136,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     masks : str or os.PathLike, optional
         Folder of per-frame masks (same numbering). Only the masked region takes
         the style; outside it the output is transparent (RGBA).
-    quality : {"draft", "balanced", "best"}
-        How much work is done per frame.
-    weights : GuideWeights, optional
-        Guide weights (colour 6, edge 0.5, positional 2, temporal 0.5, style 1).
-    blend_mode : {"weighted", "poisson", "crossfade"}
-        Blending of the two passes between keys (see :class:`JobSettings`);
-        "crossfade" is the baseline.
-    key_fit : {"refuse", "crop", "pad"}
-    seed : int
+    settings : JobSettings, optional
+        Every knob of the job: quality, guide weights, blend mode, key fit,
+        seed, temporal smoothing, detail restoration (default
+        ``JobSettings()``).
     progress : callable, optional
         ``progress(done, total, message)``, called after every unit of work
         (a pass over one frame).
@@ -198,9 +151,10 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         keeps them in the ``flow`` and ``work`` folders in it, which it creates
         and marks as its own; it never uses, nor deletes, such a folder that it
         did not make.
-    settings : JobSettings, optional
-        All settings at once; overrides ``quality``, ``weights``, ``blend_mode``,
-        ``key_fit`` and ``seed``.
+    quality, weights, blend_mode, key_fit, seed
+        Deprecated: the keywords of the first API, read into a
+        :class:`JobSettings` with a ``DeprecationWarning``. Passing one together
+        with ``settings`` is an error.
     keep_cache : bool
         Keep the flow cache after a successful job, so that a re-run with a
         changed key does not recompute the flow. By default the cache (flow
@@ -219,6 +173,11 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
         or at the same paths relative to ``out``, and have the engine
         installed. Progress and cancel work as for a local run. Needs
         ``dask[distributed]``; without it, a clear error.
+    stylize : KeyStylization, optional
+        Keys the job stylizes itself from their frames, each as one task (on
+        a farm, spread over the workers like the propagation), besides the
+        painted ``keys`` (which may then be empty). See
+        :class:`engine.propagation.stylized_keys.KeyStylization`.
 
     Returns
     -------
@@ -249,11 +208,7 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     """
     t_start = time.perf_counter()
     # Every argument is checked before anything is created or written.
-    if settings is None:
-        settings = JobSettings(quality=quality, weights=weights or GuideWeights(), blend=blend_mode,
-                               key_fit=key_fit, seed=seed)
-    elif not isinstance(settings, JobSettings):
-        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    settings = _settings_from(settings, old_keywords)
     out = as_path("out", out)
     cache = as_path("cache_dir", cache_dir) if cache_dir is not None else out / CACHE_NAME
     masks = as_path("masks", masks) if masks is not None else None
@@ -272,21 +227,43 @@ def propagate(frames, keys, *, out, masks=None, quality="balanced", weights=None
     try:
         return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=progress,
                           cancel=cancel, cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes,
-                          t_start=t_start, dask=dask)
+                          t_start=t_start, dask=dask, stylize=stylize)
     finally:
         if opened:
             source.close()
 
 
+def _settings_from(settings, old_keywords):
+    """The job's JobSettings: ``settings``, or one made from the deprecated keywords."""
+    unknown = set(old_keywords) - set(_OLD_KEYWORDS)
+    if unknown:
+        raise TypeError(f"propagate() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    if settings is not None and not isinstance(settings, JobSettings):
+        raise ParameterTypeError(f"settings must be a JobSettings, got {type(settings).__name__}")
+    if not old_keywords:
+        return settings if settings is not None else JobSettings()
+    names = ", ".join(sorted(old_keywords))
+    if settings is not None:
+        raise ParameterTypeError(f"propagate: pass either settings or {names}, not both "
+                                 f"(put {names} into the JobSettings)")
+    warnings.warn(f"propagate: the keyword(s) {names} are deprecated; pass settings=JobSettings(...)",
+                  DeprecationWarning, stacklevel=3)
+    fields = {_OLD_KEYWORDS[k]: v for k, v in old_keywords.items()}
+    if fields.get("weights", 0) is None:
+        del fields["weights"]
+    return JobSettings(**fields)
+
+
 def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, keep_cache=False,
-             cache_limit_mb=DEFAULT_CACHE_LIMIT_MB):
+             cache_limit_mb=DEFAULT_CACHE_LIMIT_MB, stylize=None):
     """Check a job as :func:`propagate` does and write its plan, ``OUT/.karwai-plan.json``, without running it.
 
     The plan lists every task with its inputs, outputs, dependencies,
     fingerprint and command line (``python -m engine run-task PLAN TASK_ID``);
     see :mod:`engine.propagation.plan`. The keys are written beside it
     (``OUT/.karwai-tasks/keys``), so that any machine that sees ``out`` can run
-    any task.
+    any task. ``stylize`` (a :class:`~engine.propagation.stylized_keys.KeyStylization`)
+    adds keys that the plan's ``key-N`` tasks stylize from their frames.
 
     Returns
     -------
@@ -306,7 +283,7 @@ def plan_job(frames, keys, *, out, masks=None, settings=None, cache_dir=None, ke
     try:
         return _propagate(source, keys, out=out, masks=masks, settings=settings, progress=None, cancel=None,
                           cache=cache, keep_cache=bool(keep_cache), max_bytes=max_bytes, t_start=None,
-                          dask=None, plan_only=True)
+                          dask=None, plan_only=True, stylize=stylize)
     finally:
         if opened:
             source.close()
@@ -323,14 +300,24 @@ def _open_source(frames):
 
 
 def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, keep_cache, max_bytes, t_start,
-               dask, plan_only=False):
+               dask, plan_only=False, stylize=None):
     source.validate()
     h, w = source.size
-    key_styles, key_files = _load_keys(keys, source, settings.key_fit)
+    if stylize is not None:
+        from .stylized_keys import KeyStylization
+
+        if not isinstance(stylize, KeyStylization):
+            raise ParameterTypeError(f"stylize must be a KeyStylization, got {type(stylize).__name__}")
+        stylize = stylize.checked(source)
+        both = sorted(set(stylize.numbers) & {int(n) for n in keys if isinstance(n, (int, np.integer))})
+        if both:
+            raise ValueError(f"keys: frame {both[0]} has a painted key and is also to be stylized (stylize.numbers)")
+    key_styles, key_files = load_keys(keys, source, settings.key_fit, allow_none=stylize is not None)
+    key_numbers = sorted(set(key_styles) | set(stylize.numbers if stylize is not None else ()))
     mask_source = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
 
     # What the job reads against what it writes, before anything is written.
-    check_clashes(_reads(source, key_files, mask_source),
+    check_clashes(_reads(source, key_files, mask_source, stylize),
                   [("the output folder", out, True), ("the cache folder", cache, not cache.exists()),
                    ("the flow cache", cache / "flow", True), ("the pass states", cache / "work", True)])
     for folder in (cache / "flow", cache / "work"):
@@ -345,7 +332,7 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
     own_folder(cache / "flow", "the flow cache", adopt=_OWN_FLOW_NAMES, check_only=True)
     own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES, check_only=True)
     if out.exists():
-        _Record.load(out / RECORD_NAME)  # a damaged record is refused before anything is written
+        JobRecord.load(out / RECORD_NAME)  # a damaged record is refused before anything is written
         for n in source.frame_numbers:
             path = out / source.name_for(n)
             if os.path.lexists(path) and not os.path.islink(path) and not path.is_file():
@@ -353,28 +340,31 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
                                  "move it away or choose another output folder")
 
     # Fingerprints of everything that determines each output frame.
-    identity = _source_identity(source)
-    mask_ids = _mask_identity(mask_source, source.frame_numbers)
+    identity = source_identity(source)
+    mask_ids = mask_identity(mask_source, source.frame_numbers)
     key_hashes = {n: hashlib.sha256(img.tobytes() + str(img.shape).encode()).hexdigest()
                   for n, img in key_styles.items()}
-    job_fp = _hash("engine", __version__, RESULT_FORMAT, settings.fingerprint())
+    if stylize is not None:
+        key_hashes.update(stylize.recipes(source, identity))  # stand in for the images, not yet made
+    job_fp = fingerprint("engine", __version__, RESULT_FORMAT, settings.fingerprint())
 
     def inputs_of(n):
         return f"{n}:{identity[n]}:{mask_ids.get(n, '')}"
 
-    spans = plan_spans(source.frame_numbers, key_styles)
-    span_fps = {span.name: _hash(span.name, job_fp, key_hashes.get(span.key_a, ""), key_hashes.get(span.key_b, ""),
-                                 *(inputs_of(k) for k in (span.key_a, span.key_b) if k is not None),
-                                 *(inputs_of(n) for n in span.frames))
+    spans = plan_spans(source.frame_numbers, key_numbers)
+    span_fps = {span.name: fingerprint(span.name, job_fp, key_hashes.get(span.key_a, ""),
+                                       key_hashes.get(span.key_b, ""),
+                                       *(inputs_of(k) for k in (span.key_a, span.key_b) if k is not None),
+                                       *(inputs_of(n) for n in span.frames))
                 for span in spans}
-    key_fps = {n: _hash("key", job_fp, key_hashes[n], inputs_of(n)) for n in key_styles}
+    key_fps = {n: fingerprint("key", job_fp, key_hashes[n], inputs_of(n)) for n in key_numbers}
 
     out = check_output_dir(out)
     with FolderLock(out):
-        record = _Record.load(out / RECORD_NAME)
+        record = JobRecord.load(out / RECORD_NAME)
         remove_stale_temp_files(out)
         names = {n: source.name_for(n) for n in source.frame_numbers}
-        _remove_stale_outputs(out, record, set(names.values()))
+        remove_stale_outputs(out, record, set(names.values()))
         if cache == out / CACHE_NAME:
             own_folder(cache, "the cache folder", adopt=_OWN_CACHE_NAMES)
         elif not cache.exists():
@@ -383,7 +373,8 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
                                max_bytes=max_bytes, memory_bytes=JOB_MEMORY_BYTES)
         work_root = own_folder(cache / "work", "the pass states", adopt=_OWN_WORK_NAMES)
         work_prefix = hashlib.sha256(str(Path(os.path.realpath(out))).encode()).hexdigest()[:12]
-        from .plan import KEY_FILES, TaskEnv, make_plan, run_plan
+        from .plan import KEY_FILES, make_plan
+        from .tasks import TaskEnv, run_plan
 
         plan = make_plan(source, key_styles, out=out, settings=settings, masks=masks, cache_dir=cache,
                          keep_cache=keep_cache,
@@ -391,14 +382,14 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
                          fingerprints=_Fingerprints(identity=identity, masks=mask_ids, key_hashes=key_hashes,
                                                     spans=span_fps, keys=key_fps,
                                                     work=lambda fp: work_root / f"{work_prefix}-{fp[:24]}"),
-                         key_dir=None if plan_only or dask is not None else cache / "keys")
+                         key_dir=None if plan_only or dask is not None else cache / "keys", stylize=stylize)
         if plan_only:
             return plan
         if dask is not None:
             from .farm import run_plan_dask
 
             computed, skipped = run_plan_dask(plan, dask, progress=progress, cancel=cancel)
-            record = _Record.load(out / RECORD_NAME)  # the end task wrote the frames the farm made
+            record = JobRecord.load(out / RECORD_NAME)  # the end task wrote the frames the farm made
         else:
             env = TaskEnv(plan, source=source, progress=progress, cancel=cancel, record=record, names=names,
                           masks=mask_source, flow_cache=flow_cache)
@@ -413,25 +404,28 @@ def _propagate(source, keys, *, out, masks, settings, progress, cancel, cache, k
         record.save()
         # This job's pass states of earlier runs (other keys or frames), never another job's.
         for entry in sorted(work_root.glob(f"{work_prefix}-*")):
-            if not remove_owned(entry, _WORK_FILES) and not is_owned(entry):
+            if not remove_owned(entry, WORK_FILES) and not is_owned(entry):
                 try:
                     entry.rmdir()  # empty, its marker removed by a kill just before the folder
                 except OSError:
                     pass
         # Removed once no other job's pass states are in them (several jobs may share a cache).
-        remove_owned(work_root, _WORK_FILES, recurse=False)
+        remove_owned(work_root, WORK_FILES, recurse=False)
         if not keep_cache:
             flow_cache.clear()
             remove_owned(cache / "keys", KEY_FILES)
-            remove_owned(cache, _WORK_FILES, recurse=False)  # only a cache folder the job made
+            remove_owned(cache, WORK_FILES, recurse=False)  # only a cache folder the job made
     paths = [out / names[n] for n in source.frame_numbers]
     return PropagateResult(frames=paths, out=out, computed=computed, skipped=skipped,
                            seconds=time.perf_counter() - t_start)
 
 
-def _reads(source, key_files, mask_source):
+def _reads(source, key_files, mask_source, stylize=None):
     """``(what, path, is_folder)`` of every file and folder the job reads."""
     reads = []
+    if stylize is not None:
+        reads += [(f"the keys' {name.replace('_', ' ')}", path, False) for name, path in stylize.params.items()
+                  if isinstance(path, Path)]
     path = getattr(source, "path", None)
     path_for = getattr(source, "path_for", None)
     if path is not None:
@@ -447,326 +441,6 @@ def _reads(source, key_files, mask_source):
     return reads
 
 
-def _remove_stale_outputs(out, record, current):
-    """Remove the outputs of frames no longer in the clip, when their bytes are the job's."""
-    stale = [name for name in record.frames if name not in current]
-    if not stale:
-        return
-    for name in stale:
-        entry = record.frames.pop(name)
-        path = out / name
-        try:
-            if not os.path.isfile(path) or os.path.islink(path):
-                continue
-            if file_digest(path) in (entry["sha256"], entry.get("before")):
-                os.unlink(path)
-        except (OSError, FrameError):
-            continue
-    record.save()
-
-
-class _Context:
-    def __init__(self, *, source, flow_cache, settings, keys, masks, out, cancel, progress, total, record,
-                 names):
-        self.record = record
-        self.names = names
-        self.source = source
-        self.flow_cache = flow_cache
-        self.settings = settings
-        self.keys = keys
-        self.masks = masks
-        self.out = out
-        self.cancel = cancel
-        self.progress = progress
-        self.total = total
-        self.done = 0
-        self._done_lock = threading.Lock()
-        self._write_lock = threading.Lock()
-
-    def advance(self, units):
-        """Count ``units`` of work done (the two passes of a span may run on two threads)."""
-        with self._done_lock:
-            self.done += units
-
-    def check_cancel(self):
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("propagation cancelled; complete frames are kept and a re-run resumes")
-
-    def report(self, message):
-        if self.progress is not None:
-            self.progress(self.done, self.total, message)
-
-    def write_output(self, n, image, fp):
-        """Write frame ``n``'s output, recording its fingerprint and digest first (write-ahead)."""
-        if self.masks is not None:
-            with self._write_lock:
-                mask = self.masks.read(n)
-            image = apply_mask(image[:, :, :3], mask)
-        path = self.out / self.names[n]
-        data = encode_image(path, image)
-        digest = hashlib.sha256(data).hexdigest()
-        with self._write_lock:  # frames may be written from several threads (see finish_span)
-            if self.record is not None:  # a farm's tasks keep their outputs' digests in their task records
-                self.record.note_frame(self.names[n], fp, digest)
-                self.record.save()
-            write_bytes_atomic(path, data)
-
-    def flows(self, n, prev):
-        """Flow from frame ``n`` to ``prev`` and back (one cache entry per ordered pair)."""
-        a, b = (prev, n) if prev < n else (n, prev)
-        fwd, bwd = self.flow_cache.pair(self.source.read(a), self.source.read(b))
-        return (bwd, fwd) if prev < n else (fwd, bwd)
-
-
-class _Pass:
-    """One direction of propagation from one key."""
-
-    def __init__(self, ctx, key_number):
-        self.ctx = ctx
-        self.key_number = key_number
-        style = ctx.keys[key_number]
-        key_frame = ctx.source.read(key_number)
-        h, w = key_frame.shape[:2]
-        weights = ctx.settings.weights
-        self.style = style
-        self.source_guides = [key_frame, edge_guide(key_frame),
-                              _positional(keyframe_positions(h, w), (h, w)), style]
-        self.weights = [weights.colour, weights.edge, weights.positional, weights.temporal]
-        self.synth_reuse = {}  # the key's side of the synthesis, prepared once per pass
-
-    def initial_state(self):
-        h, w = self.style.shape[:2]
-        ys, xs = np.mgrid[0:h, 0:w]
-        return {"n": self.key_number, "image": self.style,
-                "nnf": np.stack([xs, ys], axis=2).astype(np.int32),
-                "positions": keyframe_positions(h, w)}
-
-    def step(self, state, n):
-        """Synthesize frame ``n`` from the state of the neighbouring frame."""
-        from ..synth import synthesize
-
-        ctx = self.ctx
-        ctx.check_cancel()
-        frame = ctx.source.read(n)
-        to_prev, from_prev = ctx.flows(n, state["n"])
-        positions = advect_positions(state["positions"], to_prev, flow_from_prev=from_prev)
-        temporal = temporal_guide(state["image"], to_prev)
-        target_guides = [frame, edge_guide(frame), _positional(positions, self.style.shape[:2]), temporal]
-        result = synthesize(self.style, self.source_guides, target_guides, guide_weights=self.weights,
-                            style_weight=ctx.settings.weights.style, init_nnf=_advect_nnf(state["nnf"], to_prev),
-                            seed=_frame_seed(ctx.settings.seed, self.key_number, n), reuse=self.synth_reuse,
-                            **ctx.settings.synth_params)
-        new_state = {"n": n, "image": result.image, "nnf": result.nnf, "positions": positions}
-        return result, new_state, to_prev
-
-
-def run_pass(ctx, span, direction, work):
-    """One pass over a span's frames, from its key before (``"fwd"``) or after (``"bwd"``).
-
-    Between two keys each pass keeps its images and synthesis errors in
-    ``work`` (``fwd_N.npz``, ``bwd_N.npz``) for :func:`finish_span` to blend,
-    so the two passes are independent of each other and may run at the same
-    time on different machines. A span with one key has one pass, whose images
-    go straight to ``pass_N.npz``. A pass resumes from its state file; a damaged
-    state or result is recomputed from the key, with a warning naming the file.
-    Returns the number of frames synthesized.
-    """
-    key = span.key_a if direction == "fwd" else span.key_b
-    order = list(span.frames) if direction == "fwd" else list(reversed(span.frames))
-    between = span.kind == "between"
-    prefix = direction if between else "pass"
-    state_path = work / f"{direction}_state.npz"
-    one_pass = _Pass(ctx, key)
-    for attempt in range(2):
-        counted = []  # what this pass added to ctx.done, taken back on a retry
-        try:
-            return _single_pass(ctx, one_pass, order, work, state_path, prefix=prefix, keep_error=between,
-                                counted=counted)
-        except _DamagedState as exc:
-            if attempt:
-                raise FrameError(f"{exc.path}: pass state damaged again right after being written "
-                                 f"({exc.why}); check the disk") from None
-            warnings.warn(f"{exc.path}: damaged pass state ({exc.why}); recomputing the "
-                          f"{'forward' if direction == 'fwd' else 'backward'} pass of {span.name}", stacklevel=2)
-            for path in [state_path] + [work / f"{prefix}_{n}.npz" for n in order]:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-            ctx.advance(-sum(counted))
-
-
-def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error, counted):
-    state = _load_state(state_path, order) or one_pass.initial_state()
-    start = 0 if state["n"] == one_pass.key_number else order.index(state["n"]) + 1
-    for n in order[:start]:
-        _load_sealed(work / f"{prefix}_{n}.npz")  # what the resume keeps must be intact
-    ctx.advance(start)
-    counted.append(start)
-    # The state (several MB a frame) is saved after the first frame, then at
-    # most every STATE_SAVE_SECONDS, after the last, and when the pass stops
-    # early (a cancel): a kill loses at most that much work, and a resume
-    # recomputes the frames after the saved state to the same bytes.
-    saved_at = None
-    unsaved = False
-    try:
-        for n in order[start:]:
-            result, state, _ = one_pass.step(state, n)
-            arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
-            _save(work / f"{prefix}_{n}.npz", **arrays)
-            unsaved = True
-            if saved_at is None or n == order[-1] or time.monotonic() - saved_at >= STATE_SAVE_SECONDS:
-                _save(state_path, **state)
-                saved_at, unsaved = time.monotonic(), False
-            ctx.advance(1)
-            counted.append(1)
-            ctx.report(f"frame {n}: pass from key {one_pass.key_number}")
-    except BaseException:
-        if unsaved:
-            try:
-                _save(state_path, **state)
-            except Exception:  # noqa: BLE001 - the first error is the one to report
-                pass
-        raise
-    return len(order) - start
-
-
-def _blend_span(ctx, span, work):
-    """Blend the two passes between keys, frame by frame in backward order, into ``pass_N.npz``."""
-    from . import blend
-
-    choice = None
-    previous = span.key_b
-    lo, hi = span.key_a, span.key_b
-    for n in reversed(span.frames):
-        ctx.check_cancel()
-        f = _load_sealed(work / f"fwd_{n}.npz")
-        b = _load_sealed(work / f"bwd_{n}.npz")
-        fwd_image, fwd_error, bwd_image, bwd_error = f["image"], f["error"], b["image"], b["error"]
-        position = (n - lo) / float(hi - lo)
-        if ctx.settings.blend == "crossfade":
-            blended = blend.crossfade(fwd_image, bwd_image, position)
-        elif ctx.settings.blend == "weighted":
-            blended = blend.weighted_blend(fwd_image, fwd_error, bwd_image, bwd_error, position=position)
-        else:
-            to_prev = ctx.flows(n, previous)[0] if choice is not None else None
-            choice = blend.choose_passes(fwd_error, bwd_error, position=position, previous=choice,
-                                         flow_to_previous=to_prev)
-            blended = blend.blend_passes(fwd_image, bwd_image, choice)
-        _save(work / f"pass_{n}.npz", image=np.clip(np.rint(blended), 0, 255).astype(np.uint8))
-        previous = n
-
-
-def finish_span(ctx, span, work, fp):
-    """Blend the passes (between keys), smooth along the flow both ways, restore detail, write the frames.
-
-    The recursive filter starts from the key at each end of the span that has
-    one, so the frames next to a key follow it. Deterministic, and cheap next to
-    the passes, so a resumed job simply runs it again over the whole span.
-    """
-    from . import refine
-
-    if span.kind == "between":
-        _blend_span(ctx, span, work)
-    settings = ctx.settings
-    strength = float(settings.temporal_smoothing)
-    frames = list(span.frames)
-
-    # What the forward sweep leaves for the backward one (the pass images and
-    # the forward results) stays in memory while it fits in FINISH_MEMORY_BYTES,
-    # and goes to the work folder beyond that: each is then read once, not twice.
-    kept = {}
-    kept_bytes = 0
-
-    def keep(name, **arrays):
-        nonlocal kept_bytes
-        size = sum(a.nbytes for a in arrays.values())
-        if kept_bytes + size <= FINISH_MEMORY_BYTES:
-            kept[name] = arrays
-            kept_bytes += size
-        else:
-            _save(work / name, **arrays)
-
-    def kept_or_load(name):
-        return kept.pop(name, None) or _load_sealed(work / name)
-
-    def pass_image(n, first):
-        nonlocal kept_bytes
-        name = f"pass_{n}.npz"
-        if not first:
-            return kept_or_load(name)["image"]
-        image = _load_sealed(work / name)["image"]
-        if strength != 0.0 and kept_bytes + image.nbytes <= FINISH_MEMORY_BYTES:
-            kept[name] = {"image": image}  # on disk already: kept in memory or not at all
-            kept_bytes += image.nbytes
-        return image
-
-    def smooth(n, image, neighbour, neighbour_image):
-        if neighbour is None or strength == 0.0:
-            return image.astype(np.float32)
-        to_neighbour, from_neighbour = ctx.flows(n, neighbour)
-        return refine.smoothing_step(image, neighbour_image, to_neighbour, from_neighbour, strength=strength)
-
-    # Forward in time; the results wait (as float16) for the backward sweep.
-    # Without smoothing both sweeps give the pass image itself: none is run.
-    neighbour = span.key_a
-    previous = None if neighbour is None else ctx.keys[neighbour]
-    for n in frames if strength != 0.0 else ():
-        ctx.check_cancel()
-        previous = smooth(n, pass_image(n, True), neighbour, previous)
-        keep(f"smooth_{n}.npz", image=previous.astype(np.float16))
-        neighbour = n
-
-    ratios = {k: refine.detail_ratio(ctx.keys[k], ctx.source.read(k)) for k in (span.key_a, span.key_b)
-              if k is not None and settings.restore_detail}
-    def finish_frame(n, forward, following):
-        if forward is None:
-            image = following  # (x + x) / 2 in float32: the forward sweep's result, the pass image, exactly
-        else:
-            image = (forward.astype(np.float32) + following) * np.float32(0.5)
-        if ratios:
-            if len(ratios) == 2:
-                t = (n - span.key_a) / float(span.key_b - span.key_a)
-                ratio = (1.0 - t) * ratios[span.key_a] + t * ratios[span.key_b]
-            else:
-                (ratio,) = ratios.values()
-            image = refine.restore_detail(image, ctx.source.read(n), ratio)
-        ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8), fp)
-        ctx.report(f"frame {n}: finished")
-
-    # The backward sweep feeds each frame's tail (detail, PNG, write) to worker threads.
-    from .side_by_side import Tail, tail_workers
-
-    neighbour = span.key_b
-    following = None if neighbour is None else ctx.keys[neighbour]
-    h, w = ctx.source.size
-    with Tail(tail_workers(h * w)) as tail:
-        for n in reversed(frames):
-            ctx.check_cancel()
-            following = smooth(n, pass_image(n, strength == 0.0), neighbour, following)
-            neighbour = n
-            forward = None if strength == 0.0 else kept_or_load(f"smooth_{n}.npz")["image"]
-            tail.submit(finish_frame, n, forward, following)
-
-
-# ---------------------------------------------------------------------------
-# Helpers
-
-
-def _positional(positions, key_hw):
-    # Positions advected from outside the keyframe would leave 0..255.
-    return np.clip(positional_guide(positions, size=key_hw), 0.0, 255.0)
-
-
-def _advect_nnf(nnf, flow_to_prev):
-    """The previous frame's match, moved along the flow onto this frame (nearest sample)."""
-    from ..synth import kernels
-
-    out = np.empty(nnf.shape, np.int32)
-    kernels.advect_nnf(np.ascontiguousarray(nnf, np.int32), np.ascontiguousarray(flow_to_prev, np.float32), out)
-    return out
-
-
 def _cache_limit_bytes(cache_limit_mb):
     if cache_limit_mb is None:
         return None
@@ -777,244 +451,3 @@ def _cache_limit_bytes(cache_limit_mb):
     return int(float(cache_limit_mb) * (1 << 20))
 
 
-def _frame_seed(seed, key_number, n):
-    digest = hashlib.sha256(f"{seed}:{key_number}:{n}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
-def _hash(*parts):
-    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-
-
-class _DamagedState(Exception):
-    """A pass-state file whose checksum or content is wrong: the span is recomputed."""
-
-    def __init__(self, path, why):
-        super().__init__(f"{path}: {why}")
-        self.path = path
-        self.why = why
-
-
-def _save(path, **arrays):
-    """Write arrays as an ``.npz`` followed by a checksum (:func:`engine.safety.seal`)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-    write_bytes_atomic(path, seal(buffer.getbuffer(), context=_state_context(path)))
-
-
-def _state_context(path):
-    """A pass-state file's checksum covers its span folder and name: another span's file does not pass."""
-    path = Path(path)
-    return f"{path.parent.name}/{path.name}"
-
-
-def _load_sealed(path):
-    """The arrays :func:`_save` wrote, or :class:`_DamagedState` when they are missing or damaged."""
-    try:
-        raw = read_regular_file(path, what="pass state")
-    except FrameError as exc:
-        raise _DamagedState(path, str(exc).split(": ", 1)[-1]) from None
-    payload = unseal(raw, context=_state_context(path))
-    if payload is None:
-        raise _DamagedState(path, "checksum mismatch: truncated, empty, changed or another span's")
-    try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except Exception as exc:  # noqa: BLE001 - a sealed file that numpy cannot read is damaged too
-        raise _DamagedState(path, f"unreadable ({type(exc).__name__})") from None
-
-
-def _load_state(path, frames):
-    """A pass's saved state, None when there is none; :class:`_DamagedState` when it is damaged."""
-    if not os.path.lexists(path):
-        return None
-    state = _load_sealed(path)
-    try:
-        state["n"] = int(state["n"])
-    except (KeyError, TypeError, ValueError):
-        raise _DamagedState(path, "no frame number in it") from None
-    if state["n"] not in frames:
-        return None
-    return state
-
-
-def _source_identity(source, numbers=None):
-    """Per-frame digest of what the source holds (of ``numbers``, default all), so a changed frame
-    invalidates its spans.
-
-    Frame files and videos are hashed byte for byte (a size and time stamp
-    would miss an edit that keeps both); a source without files, by its pixels.
-    """
-    numbers = source.frame_numbers if numbers is None else numbers
-    path_for = getattr(source, "path_for", None)
-    path = getattr(source, "path", None)
-    if path_for is not None:
-        return {n: f"{path_for(n).name}:{file_digest(path_for(n), what='frame')}" for n in numbers}
-    if path is not None and os.path.isfile(path):
-        whole = file_digest(path, what="video")
-        return {n: f"{whole}:{n}" for n in numbers}
-    return {n: hashlib.sha256(np.ascontiguousarray(source.read(n)).tobytes()).hexdigest() for n in numbers}
-
-
-def _mask_identity(mask_source, frame_numbers):
-    """Per-frame digest of the mask files (empty without masks)."""
-    if mask_source is None:
-        return {}
-    files = mask_source.files() or {n: mask_source.path for n in frame_numbers}
-    digests = {p: file_digest(p, what="mask") for p in set(files.values())}
-    return {n: digests[files[n]] for n in frame_numbers if n in files}
-
-
-def _load_keys(keys, source, key_fit):
-    """``(styles, files)``: the fitted key images, and the files they were read from."""
-    if not isinstance(keys, dict):
-        raise ParameterTypeError(f"keys must be a dict {{frame_number: image or path}}, got {type(keys).__name__}")
-    if not keys:
-        raise ValueError("keys: at least one keyframe is needed")
-    h, w = source.size
-    styles = {}
-    files = {}
-    for n, key in keys.items():
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
-            raise ParameterTypeError(f"keys: frame number {n!r} is not an integer")
-        n = int(n)
-        if n not in source:
-            if source.first < n < source.last:
-                raise ValueError(f"keys: frame {n} is not in the clip: no frame is numbered {n} "
-                                 f"(a gap in the numbering of frames {source.first}..{source.last})")
-            raise ValueError(f"keys: frame {n} is outside the clip (frames {source.first}..{source.last})")
-        if isinstance(key, (str, os.PathLike)):
-            what = str(key)
-            files[n] = as_path(f"keys[{n}]", key)
-            image = read_image(key, alpha=True)
-        elif isinstance(key, np.ndarray):
-            what = f"key for frame {n}"
-            image = key
-        else:
-            raise ParameterTypeError(f"keys[{n}] must be an image array or a path, got {type(key).__name__}")
-        styles[n] = _fit_key(image, (h, w), key_fit, what)
-    # One channel layout for all keys: RGBA if any key carries transparency.
-    if any(s.shape[2] == 4 and (s[:, :, 3] < 255).any() for s in styles.values()):
-        styles = {n: s if s.shape[2] == 4 else np.dstack([s, np.full(s.shape[:2], 255, np.uint8)])
-                  for n, s in styles.items()}
-    else:
-        styles = {n: np.ascontiguousarray(s[:, :, :3]) for n, s in styles.items()}
-    return dict(sorted(styles.items())), files
-
-
-def _fit_key(image, hw, key_fit, what):
-    if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
-    if image.dtype != np.uint8:
-        raise ValueError(f"{what}: keyframe must be 8- or 16-bit, got {image.dtype}")
-    if image.ndim == 2:
-        image = np.dstack([image] * 3)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"{what}: keyframe must be RGB or RGBA, got shape {image.shape}")
-    h, w = hw
-    kh, kw = image.shape[:2]
-    if kh == 0 or kw == 0:
-        raise ValueError(f"{what}: keyframe is empty ({kw}x{kh} pixels)")
-    if (kh, kw) == (h, w):
-        return image
-    aspect_error = abs((kw / kh) / (w / h) - 1.0)
-    if aspect_error > 0.01 and key_fit == "refuse":
-        raise ValueError(
-            f"{what}: keyframe is {kw}x{kh} but the frames are {w}x{h}, a different aspect ratio; "
-            f"set key_fit to 'crop' or 'pad' to fit it anyway")
-    if aspect_error <= 0.01:
-        warnings.warn(f"{what}: keyframe is {kw}x{kh}, resized to the frames' {w}x{h}", stacklevel=5)
-        interp = cv2.INTER_AREA if kw > w else cv2.INTER_CUBIC
-        return cv2.resize(image, (w, h), interpolation=interp)
-    from ..stylizers.painted import fit_image
-
-    warnings.warn(f"{what}: keyframe is {kw}x{kh}, fitted to {w}x{h} by {key_fit}", stacklevel=5)
-    rgb = image[:, :, :3].astype(np.float32)
-    alpha = image[:, :, 3].astype(np.float32) if image.shape[2] == 4 else None
-    fitted, coverage = fit_image(rgb, alpha, (h, w), fit=key_fit)[:2]
-    fitted = np.clip(np.rint(fitted), 0, 255).astype(np.uint8)
-    if alpha is None and key_fit == "crop":
-        return fitted
-    return np.dstack([fitted, np.clip(np.rint(coverage * 255.0), 0, 255).astype(np.uint8)])
-
-
-class _Record:
-    """The job record beside the output: finished spans, and every output frame's fingerprint.
-
-    ``frames`` maps an output file name to ``{"fp", "sha256", "before"}``: the
-    fingerprint of what made it, the digest of the bytes written, and the digest
-    of the bytes it replaced (the job's too, should a kill land between the
-    record and the file). A frame is finished when its fingerprint matches and
-    the file holds those bytes; a file is the job's when its digest is one of them.
-    Entries are written before their file (write-ahead), so no output the job
-    wrote is ever unknown to it.
-    """
-
-    FORMAT = 2
-
-    def __init__(self, path, spans=None, frames=None, settings=None):
-        self.path = Path(path)
-        self.spans = spans or {}
-        self.frames = frames or {}
-        self.settings = settings
-
-    @classmethod
-    def load(cls, path):
-        """The record at ``path`` (empty when there is none); ``FrameError`` naming it when damaged."""
-        path = Path(path)
-        if not os.path.lexists(path):
-            return cls(path)
-
-        def damaged(why):
-            return FrameError(f"{path}: damaged job record ({why}); remove this file to start the job afresh "
-                              "(outputs are then recomputed)")
-        try:
-            data = json.loads(read_regular_file(path, what="job record").decode("utf-8"))
-        except FrameError as exc:
-            raise damaged(str(exc).split(": ", 1)[-1]) from None
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise damaged(f"not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise damaged(f"a JSON {type(data).__name__} where an object was expected")
-        spans = data.get("spans", {})
-        frames = data.get("frames", {})
-        settings = data.get("settings")
-        if not isinstance(spans, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in spans.items()):
-            raise damaged("'spans' is not an object of fingerprints")
-        if data.get("format", 1) == 1 and "frames" not in data:
-            frames = {}  # an earlier version's record: no output is known to be finished
-        ok = isinstance(frames, dict) and all(
-            isinstance(name, str) and isinstance(e, dict) and isinstance(e.get("fp"), str)
-            and isinstance(e.get("sha256"), str) and isinstance(e.get("before"), (str, type(None)))
-            for name, e in frames.items())
-        if not ok:
-            raise damaged("'frames' is not an object of frame entries")
-        if settings is not None and not isinstance(settings, dict):
-            raise damaged("'settings' is not an object")
-        if any(Path(name).name != name or name.startswith(".") for name in frames):
-            raise damaged("a frame entry names a path, not a file in the output folder")
-        return cls(path, spans=dict(spans), frames=dict(frames), settings=settings)
-
-    def note_frame(self, name, fp, sha256):
-        old = self.frames.get(name)
-        before = old["sha256"] if old is not None else None
-        self.frames[name] = {"fp": fp, "sha256": sha256, "before": before if before != sha256 else None}
-
-    def finished(self, out, name, fp):
-        """True when ``out/name`` holds the bytes recorded for fingerprint ``fp``."""
-        entry = self.frames.get(name)
-        if entry is None or entry["fp"] != fp:
-            return False
-        path = Path(out) / name
-        try:
-            if os.path.islink(path) or not os.path.isfile(path):
-                return False
-            return file_digest(path) == entry["sha256"]
-        except (OSError, FrameError):
-            return False
-
-    def save(self):
-        blob = json.dumps({"format": self.FORMAT, "engine": __version__, "settings": self.settings,
-                           "spans": self.spans, "frames": self.frames}, indent=1)
-        write_bytes_atomic(self.path, blob.encode())

@@ -34,12 +34,13 @@ import cv2
 import numpy as np
 
 from ..flow import consistency_mask, warp
+from ..settings import DEFAULT_TEMPORAL_SMOOTHING
 
 __all__ = ["DEFAULT_SMOOTHING", "DETAIL_TARGETS", "MAX_DETAIL_GAIN", "detail_bands", "detail_energy",
            "detail_ratio", "restore_detail", "smoothing_step"]
 
 #: Weight of the flow-warped previous result in the recursive temporal filter.
-DEFAULT_SMOOTHING = 0.8
+DEFAULT_SMOOTHING = DEFAULT_TEMPORAL_SMOOTHING
 #: Sigma of the Gaussian that separates each detail band from the next.
 BAND_SIGMAS = (1.0, 2.0, 4.0)
 #: Share of the predicted detail energy restored in each band.

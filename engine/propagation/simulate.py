@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["measure_costs", "simulate", "critical_path", "task_seconds", "COST_KINDS"]
+__all__ = ["measure_costs", "simulate", "critical_path", "task_seconds", "COST_KINDS", "OPTIONAL_KINDS"]
 
-COST_KINDS = ("flow", "pass", "finish", "key")
+COST_KINDS = ("flow", "pass", "finish", "key", "stylize")
+#: Kinds a costs file may leave out (a job without keys to stylize has no use for their cost).
+OPTIONAL_KINDS = ("stylize",)
 
 
 def task_seconds(task, costs):
@@ -120,8 +122,11 @@ def table(tasks, costs, max_workers):
     return rows
 
 
-def measure_costs(source, settings, *, frames=6, start=None):
+def measure_costs(source, settings, *, frames=6, start=None, stylize=None):
     """Seconds per flow pair, pass frame, finish frame and key, measured on ``source`` at ``settings``.
+
+    ``stylize`` (``(method, params)``) also times one key stylized from the
+    middle frame (``stylize``: seconds per stylized key).
 
     Runs a short job on ``frames + 1`` of the clip's own frames (from
     ``start``, default the middle of the clip) with a key at each end, through
@@ -160,8 +165,18 @@ def measure_costs(source, settings, *, frames=6, start=None):
                     seconds[kind] += data["seconds"]
                     units[kind] += count
         overhead = _task_overhead(tmp / "run" / PLAN_NAME)
-    costs = {k: seconds[k] / units[k] if units[k] else 0.0 for k in COST_KINDS}
+    costs = {k: seconds[k] / units[k] if units[k] else 0.0 for k in COST_KINDS if k not in OPTIONAL_KINDS}
     costs["overhead"] = overhead
+    if stylize is not None:
+        import time
+
+        from ..stylizers import stylize as stylize_frame
+
+        method, params = stylize
+        frame = np.ascontiguousarray(source.read(numbers[len(numbers) // 2]))
+        t0 = time.perf_counter()
+        stylize_frame(frame, method=method, **params)
+        costs["stylize"] = time.perf_counter() - t0
     costs["size"] = list(source.size)
     costs["quality"] = settings.quality
     return costs
@@ -171,7 +186,8 @@ def _task_overhead(plan_path, repeats=3):
     """Median seconds to load a plan, open its frames and check a task's record, as a worker does per task."""
     import time
 
-    from .plan import TaskEnv, load_plan, task_is_done
+    from .plan import load_plan
+    from .tasks import TaskEnv, task_is_done
 
     times = []
     for _ in range(repeats):

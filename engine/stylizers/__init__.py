@@ -25,7 +25,8 @@ import importlib
 import importlib.util
 import inspect
 
-from ._common import Cancelled, check_callable, check_cancel
+from ..errors import Cancelled
+from ._common import check_callable, check_cancel
 
 __all__ = [
     "stylize",
@@ -35,6 +36,7 @@ __all__ = [
     "MethodInfo",
     "Cancelled",
     "METHODS",
+    "FRAME_METHODS",
 ]
 
 
@@ -62,6 +64,10 @@ _METHODS = {
 }
 #: Names of the methods, in the order of the list above.
 METHODS = tuple(_METHODS)
+
+#: Methods that make a key from its frame alone, so a job can stylize its keys itself
+#: (``"image"`` fits a picture the artist painted: that picture is the key).
+FRAME_METHODS = tuple(name for name in _METHODS if name != "image")
 
 # Types of the parameters whose default is None (for parsing CLI strings).
 _NONE_DEFAULT_TYPES = {

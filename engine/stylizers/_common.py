@@ -1,4 +1,4 @@
-"""Shared helpers of the keyframe stylizers: input checks, image reading, cancellation.
+"""Shared helpers of the keyframe stylizers: input checks, image arrays, cancellation.
 
 Nothing here imports torch, so the painterly and painted-image stylizers work
 without it.
@@ -12,11 +12,12 @@ import os
 
 import numpy as np
 
+from ..errors import Cancelled
+
 __all__ = [
     "Cancelled",
     "as_float_rgb",
     "to_uint8",
-    "read_image",
     "load_image_rgb",
     "check_cancel",
     "check_int",
@@ -25,10 +26,6 @@ __all__ = [
     "check_choice",
     "check_callable",
 ]
-
-
-class Cancelled(Exception):
-    """Raised by an optimising stylizer when its ``cancel`` callback asked it to stop."""
 
 
 # ---------------------------------------------------------------------------
@@ -175,135 +172,14 @@ def to_uint8(image):
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-# ---------------------------------------------------------------------------
-# Image files
-# ---------------------------------------------------------------------------
-
-_EXIF_ORIENTATION = 0x0112
-
-
-def _exif_orientation(path):
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return int(im.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # no EXIF, or a format Pillow does not know: nothing to undo
-        return 1
-
-
-def _apply_orientation(img, orientation):
-    # EXIF orientation values 1..8, as Pillow's ImageOps.exif_transpose.
-    if orientation == 2:
-        return img[:, ::-1]
-    if orientation == 3:
-        return img[::-1, ::-1]
-    if orientation == 4:
-        return img[::-1, :]
-    if orientation == 5:
-        return np.swapaxes(img, 0, 1)
-    if orientation == 6:
-        return np.swapaxes(img, 0, 1)[:, ::-1]
-    if orientation == 7:
-        return np.swapaxes(img, 0, 1)[::-1, ::-1]
-    if orientation == 8:
-        return np.swapaxes(img, 0, 1)[::-1, :]
-    return img
-
-
-def _read_with_pillow(path):
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        im.seek(0)
-        im = ImageOps.exif_transpose(im)
-        mode = im.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-            arr = np.asarray(im)
-            return np.clip(arr, 0, 65535).astype(np.uint16)
-        if mode == "F":
-            return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
-        has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-            mode == "P" and "transparency" in im.info
-        )
-        return np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
-
-
-def read_image(path):
-    """Read an image file of any common format and bit depth.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        PNG (8/16-bit, grey, palette, alpha), JPEG, TIFF, WebP, BMP, ... Files
-        OpenCV cannot decode are tried with Pillow. EXIF orientation is applied.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``HxWx3`` RGB or ``HxWx4`` RGBA, ``uint8`` or ``uint16`` as stored in the
-        file (floating-point files come back as float32 in 0..1).
-
-    Raises
-    ------
-    FileNotFoundError
-        When the file does not exist.
-    ValueError
-        When the file is empty, not an image, or has no pixels.
-    """
-    import cv2
-
-    from ..frames import FrameError, check_claimed_size, read_regular_file
-
-    path = os.fspath(path)
-    if not os.path.lexists(path):
-        raise FileNotFoundError(f"image file not found: '{path}'")
-    raw = read_regular_file(path, what="image")  # a FIFO or device is refused, not read forever
-    if not raw:
-        raise ValueError(f"image file is empty: '{path}'")
-    check_claimed_size(raw, len(raw), path)
-    data = np.frombuffer(raw, dtype=np.uint8)
-    try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        img = None
-    if img is None:
-        try:
-            img = _read_with_pillow(path)
-        except FrameError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"cannot read image '{path}': not a supported image ({exc})") from None
-    else:
-        if img.ndim == 3 and img.shape[2] == 3:
-            img = img[:, :, ::-1]
-        elif img.ndim == 3 and img.shape[2] == 4:
-            img = img[:, :, [2, 1, 0, 3]]
-        elif img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-            img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
-        else:
-            raise ValueError(f"cannot read image '{path}': unsupported channel layout {img.shape}")
-        if img.dtype == np.uint8 or img.dtype == np.uint16:
-            pass
-        elif np.issubdtype(img.dtype, np.floating):
-            img = np.clip(np.nan_to_num(img.astype(np.float32)), 0.0, 1.0)
-        elif img.dtype == np.int8 or img.dtype == np.int16 or img.dtype == np.int32:
-            img = np.clip(img, 0, 65535).astype(np.uint16)
-        else:
-            raise ValueError(f"cannot read image '{path}': unsupported sample type {img.dtype}")
-        img = _apply_orientation(img, _exif_orientation(path))
-    if img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
-        raise ValueError(f"image '{path}' has no pixels")
-    return np.ascontiguousarray(img)
-
-
 def load_image_rgb(image, *, name="image"):
     """Return a path or an array as float32 RGB in 0..255 and its alpha.
 
     Parameters
     ----------
     image : str, os.PathLike or numpy.ndarray
-        A file (read with :func:`read_image`, any bit depth) or an array as
+        A file (read with :func:`engine.images.read_image`: any format, EXIF
+        orientation applied, 16-bit precision kept) or an array as
         accepted by :func:`as_float_rgb`.
     name : str
         Used in error messages.
@@ -316,10 +192,9 @@ def load_image_rgb(image, *, name="image"):
         ``HxW`` float32 in 0..255, or ``None`` without an alpha channel.
     """
     if isinstance(image, (str, os.PathLike)):
-        img = read_image(image)
-        if np.issubdtype(img.dtype, np.floating):
-            img = img * np.float32(255.0)
-        return as_float_rgb(img, name=name)
+        from ..images import read_image
+
+        return as_float_rgb(read_image(image, bits=16), name=name)
     if isinstance(image, np.ndarray):
         return as_float_rgb(image, name=name)
     from ..safety import ParameterTypeError

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..images import resize
 from ._common import (
     as_float_rgb,
     check_callable,
@@ -56,15 +57,6 @@ def layer_activation(model, image, layers):
     """
     feats = model(image, layers)
     return sum(feats[name].mean() for name in layers)
-
-
-def _resize(img, h, w):
-    import cv2
-
-    if img.shape[:2] == (h, w):
-        return img
-    down = h * w < img.shape[0] * img.shape[1]
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if down else cv2.INTER_CUBIC)
 
 
 def stylize_deepdream(
@@ -132,7 +124,7 @@ def stylize_deepdream(
     numpy.ndarray
         ``HxWx3`` uint8 RGB of the frame's size.
     """
-    from . import vgg  # first: it may set OMP_WAIT_POLICY before torch starts OpenMP
+    from . import vgg
 
     import torch
 
@@ -177,12 +169,12 @@ def stylize_deepdream(
     detail = None
     src = None
     for h, w in sizes:
-        small = np.ascontiguousarray(_resize(base, h, w).transpose(2, 0, 1))
+        small = np.ascontiguousarray(resize(base, h, w).transpose(2, 0, 1))
         octave_base = torch.from_numpy(small)[None].to(dev)
         if detail is None:
             detail = torch.zeros_like(octave_base)
             if _init is not None:
-                start = np.ascontiguousarray(_resize(np.asarray(_init, np.float32) - base, h, w).transpose(2, 0, 1))
+                start = np.ascontiguousarray(resize(np.asarray(_init, np.float32) - base, h, w).transpose(2, 0, 1))
                 detail = torch.from_numpy(start)[None].to(dev)
         else:
             detail = torch.nn.functional.interpolate(detail, size=(h, w), mode="bilinear",
@@ -192,8 +184,8 @@ def stylize_deepdream(
         if _anchor is not None:
             target, mask, strength = _anchor
             target_t = torch.from_numpy(np.ascontiguousarray(
-                _resize(np.asarray(target, np.float32), h, w).transpose(2, 0, 1)))[None].to(dev)
-            mask_small = _resize(np.asarray(mask, np.float32), h, w).reshape(1, 1, h, w)
+                resize(np.asarray(target, np.float32), h, w).transpose(2, 0, 1)))[None].to(dev)
+            mask_small = resize(np.asarray(mask, np.float32), h, w).reshape(1, 1, h, w)
             pull = torch.from_numpy(np.ascontiguousarray(mask_small * float(strength))).to(dev)
         j = min(jitter, h // 4, w // 4)
         for _ in range(iterations):

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Cancelled, check_cancel, check_float, check_int
+from ..errors import Cancelled
+from ._common import check_cancel, check_float, check_int
 
 __all__ = ["FASTNET_DEFAULTS", "build_network", "train_fast_network", "load_network", "save_network",
            "apply_network", "run_fast_network"]
@@ -175,7 +176,7 @@ def save_network(net, path, *, fingerprint):
     """Write the network as a small file (float16 weights), atomically."""
     import torch
 
-    from ..frames import write_bytes_atomic
+    from ..files import write_bytes_atomic
 
     state = {k: v.detach().to("cpu", torch.float16) for k, v in net.state_dict().items()}
     buffer = io.BytesIO()
@@ -277,8 +278,9 @@ def train_fast_network(frames, style_rgb, *, params, checkpoint, fingerprint, we
 
     import torch
 
-    from ..frames import write_bytes_atomic
-    from .neural import _energy, _style_size, _resize, content_loss, gram_matrix, style_loss, tv_loss
+    from ..files import write_bytes_atomic
+    from ..images import resize
+    from .neural import _energy, _style_size, content_loss, gram_matrix, style_loss, tv_loss
 
     p = params
     dev = vgg.resolve_device(device)
@@ -311,7 +313,7 @@ def train_fast_network(frames, style_rgb, *, params, checkpoint, fingerprint, we
     h, w = frames[0].shape[:2]
     th, tw = min(p["train_size"], h), min(p["train_size"], w)
     sh, sw = _style_size(style_rgb.shape[:2], (th, tw), p["style_scale"])
-    style01 = _resize(style_rgb / np.float32(255.0), sh, sw)
+    style01 = resize(style_rgb / np.float32(255.0), sh, sw)
     with torch.no_grad():
         feats = model(torch.from_numpy(np.ascontiguousarray(style01.transpose(2, 0, 1)))[None].to(dev),
                       p["style_layers"])
@@ -393,9 +395,9 @@ def run_fast_network(source, style_rgb, *, out, masks, progress, cancel, weights
     model_path = Path(p["model"]) if explicit else job.work / MODEL_NAME
     source_path = getattr(source, "path", None)
     if source_path is not None and Path(source_path).is_dir():
-        from ..frames import _is_inside
+        from ..files import is_inside
 
-        if _is_inside(model_path, source_path):
+        if is_inside(model_path, source_path):
             raise ValueError(f"parameter 'model': '{model_path}' lies inside the source folder {source_path}")
     dev = vgg.resolve_device(device)
     net = None

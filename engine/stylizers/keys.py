@@ -17,7 +17,7 @@ import numpy as np
 from ._common import check_bool, check_callable, check_cancel, check_float
 from .temporal import ClipFlows, key_disagreement, open_source, temporal_target
 
-__all__ = ["stylize_keys", "key_order", "key_disagreement", "DEFAULT_KEY_TEMPORAL_WEIGHT",
+__all__ = ["stylize_keys", "stylize_key", "follows_neighbour", "key_order", "key_disagreement", "DEFAULT_KEY_TEMPORAL_WEIGHT",
            "CONSISTENT_METHODS"]
 
 #: Methods whose keys are made to agree (the optimising ones).
@@ -130,7 +130,7 @@ def stylize_keys(frames, numbers, *, method, style_image=None, consistent=True, 
     ValueError
         For bad numbers, anchor or parameters (the message names it).
     """
-    from . import _check_method, stylize
+    from . import _check_method
 
     _check_method(method)
     consistent = check_bool("consistent", consistent)
@@ -144,28 +144,49 @@ def stylize_keys(frames, numbers, *, method, style_image=None, consistent=True, 
         params["style_image"] = style_image
     total = len(order)
     results = {}
-    flows = None
-    if consistent and method in CONSISTENT_METHODS and len(order) > 1 and temporal_weight > 0:
-        flows = ClipFlows(source)
+    follows = follows_neighbour(method, consistent=consistent, temporal_weight=temporal_weight, keys=len(order))
+    flows = ClipFlows(source) if follows else None
     for i, (n, ref) in enumerate(order):
         check_cancel(cancel)
-        message = f"key {n}" + ("" if ref is None or flows is None else f", following key {ref}")
+        message = f"key {n}" + ("" if ref is None or not follows else f", following key {ref}")
 
         def step(k, steps, loss=None, i=i, message=message):
             if progress is not None:
                 progress(i + k / max(steps, 1), total, f"{message}: iteration {k}/{steps}")
 
-        frame = np.array(source.read(n))
-        if flows is None or ref is None:
-            results[n] = stylize(frame, method=method, progress=step, cancel=cancel, **params)
-        else:
-            to_ref, from_ref = flows.chained(n, ref)
-            warped, weight = temporal_target(results[ref][:, :, :3], to_ref, from_ref)
-            results[n] = _follow(frame, warped, weight, method=method, temporal_weight=temporal_weight,
-                                 progress=step, cancel=cancel, params=params)
+        results[n] = stylize_key(source, n, method=method, reference=None if ref is None or not follows else (ref, results[ref]),
+                                 flows=flows, temporal_weight=temporal_weight, progress=step, cancel=cancel,
+                                 params=params)
         if progress is not None:
             progress(i + 1, total, f"stylized key {n}")
     return {n: results[n] for n in keys}
+
+
+def follows_neighbour(method, *, consistent, temporal_weight, keys):
+    """Whether keys of ``method`` follow their neighbour towards the anchor (else each is stylized alone)."""
+    return bool(consistent) and method in CONSISTENT_METHODS and keys > 1 and temporal_weight > 0
+
+
+def stylize_key(source, n, *, method, reference=None, flows=None, temporal_weight=DEFAULT_KEY_TEMPORAL_WEIGHT,
+                progress=None, cancel=None, params):
+    """Stylize key ``n`` alone, or following ``reference = (number, stylized image)``.
+
+    One step of :func:`stylize_keys`, also run as one task of a farm plan
+    (:mod:`engine.propagation.stylized_keys`). ``flows`` is the clip's
+    :class:`~engine.stylizers.temporal.ClipFlows` (made here when needed);
+    ``params`` the method's checked parameters, ``style_image`` among them.
+    """
+    from . import stylize
+
+    frame = np.array(source.read(n))
+    if reference is None:
+        return stylize(frame, method=method, progress=progress, cancel=cancel, **params)
+    ref, ref_image = reference
+    flows = flows if flows is not None else ClipFlows(source)
+    to_ref, from_ref = flows.chained(n, ref)
+    warped, weight = temporal_target(ref_image[:, :, :3], to_ref, from_ref)
+    return _follow(frame, warped, weight, method=method, temporal_weight=temporal_weight, progress=progress,
+                   cancel=cancel, params=params)
 
 
 def _follow(frame, warped, valid, *, method, temporal_weight, progress, cancel, params):

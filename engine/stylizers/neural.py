@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from ..images import resize
 from ._common import (
     as_float_rgb,
     check_bool,
@@ -229,17 +230,6 @@ def split_iterations(iterations, n_levels):
 # ---------------------------------------------------------------------------
 
 
-def _resize(img, h, w):
-    """Resize an ``HxWxC`` float image with area (down) or cubic (up) interpolation."""
-    import cv2
-
-    if img.shape[0] == h and img.shape[1] == w:
-        return img
-    down = h * w < img.shape[0] * img.shape[1]
-    out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if down else cv2.INTER_CUBIC)
-    return out.reshape(h, w, -1)
-
-
 def _style_size(style_hw, level_hw, style_scale):
     sh, sw = style_hw
     target = max(level_hw) * style_scale
@@ -391,25 +381,30 @@ def _lbfgs(objective, x, *, n_iter, lr, report, cancel, history=10):
 
 
 def _adam(objective, x, *, n_iter, lr, report, cancel, betas=(0.9, 0.999), eps=1e-8):
-    """Adam (Kingma & Ba, ICLR 2015) on the image, clipped to 0..1 after each step."""
+    """Adam (Kingma & Ba, ICLR 2015; ``torch.optim.Adam``) on the image, clipped to
+    0..1 after each step (projected Adam).
+
+    ``torch.optim.Adam`` (torch/optim/adam.py, ``_single_tensor_adam``) steps by
+    ``lr / (1 - b1**k) * m / (sqrt(v) / sqrt(1 - b2**k) + eps)``, the update of
+    the paper's Algorithm 1 with ``eps`` outside the root.
+    """
     import torch
 
-    x = x.detach().clone()
-    m = torch.zeros_like(x)
-    v = torch.zeros_like(x)
-    b1, b2 = betas
-    for k in range(1, n_iter + 1):
+    x = x.detach().clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([x], lr=lr, betas=betas, eps=eps)
+    for _ in range(n_iter):
         check_cancel(cancel)
-        f, g = _value_and_grad(objective, x)
+        optimiser.zero_grad(set_to_none=True)
+        loss = objective(x)
+        f = float(loss.detach())
         if not math.isfinite(f):
             raise FloatingPointError("the style-transfer loss is not finite")
         report(f)
-        m.mul_(b1).add_(g, alpha=1.0 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-        m_hat = m / (1.0 - b1 ** k)
-        v_hat = v / (1.0 - b2 ** k)
-        x = (x - lr * m_hat / (v_hat.sqrt() + eps)).clamp_(0.0, 1.0)
-    return x
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            x.clamp_(0.0, 1.0)
+    return x.detach()
 
 
 def _check_layers(name, layers):
@@ -655,7 +650,7 @@ def optimise(frame, *, style_image, params, weights=None, device="auto", init=No
     numpy.ndarray
         ``HxWx3`` uint8 RGB of the frame's size.
     """
-    from . import vgg  # first: it may set OMP_WAIT_POLICY before torch starts OpenMP
+    from . import vgg
 
     import torch
 
@@ -710,7 +705,7 @@ def optimise(frame, *, style_image, params, weights=None, device="auto", init=No
     lr = p["learning_rate"] or (1.0 if p["optimizer"] == "lbfgs" else 0.02)
 
     h0, w0 = levels[0]
-    start = _resize(content01, h0, w0) if init is None else _resize(init, h0, w0)
+    start = resize(content01, h0, w0) if init is None else resize(init, h0, w0)
     if p["init_noise"] > 0.0 and init is None:
         rng = np.random.default_rng(p["seed"])
         noise = rng.random(start.shape, dtype=np.float32)
@@ -729,21 +724,21 @@ def optimise(frame, *, style_image, params, weights=None, device="auto", init=No
                 else:
                     # Keep the start's own detail; carry over only the coarser level's correction.
                     ph, pw = x.shape[-2:]
-                    correction = x - _to_tensor(np.ascontiguousarray(_resize(init, ph, pw)), dev)
+                    correction = x - _to_tensor(np.ascontiguousarray(resize(init, ph, pw)), dev)
                     correction = torch.nn.functional.interpolate(correction, size=(lh, lw_),
                                                                  mode="bicubic", align_corners=False)
-                    x = (_to_tensor(np.ascontiguousarray(_resize(init, lh, lw_)), dev)
+                    x = (_to_tensor(np.ascontiguousarray(resize(init, lh, lw_)), dev)
                          + correction).clamp_(0.0, 1.0)
         if n_iter == 0:
             continue
         level_anchors = []
         for t, m, wgt in anchors:
-            level_anchors.append((_to_tensor(np.ascontiguousarray(_resize(t, lh, lw_)), dev),
-                                  _to_tensor(np.ascontiguousarray(_resize(m[:, :, None], lh, lw_)), dev),
+            level_anchors.append((_to_tensor(np.ascontiguousarray(resize(t, lh, lw_)), dev),
+                                  _to_tensor(np.ascontiguousarray(resize(m[:, :, None], lh, lw_)), dev),
                                   wgt))
-        content_t = _to_tensor(_resize(content01, lh, lw_), dev)
+        content_t = _to_tensor(resize(content01, lh, lw_), dev)
         sh, sw = _style_size(style01.shape[:2], (lh, lw_), p["style_scale"])
-        style_t = _to_tensor(_resize(style01, sh, sw), dev)
+        style_t = _to_tensor(resize(style01, sh, sw), dev)
         objective = _Objective(
             model, content_t, style_t, content_layer=p["content_layer"],
             style_layers=p["style_layers"], layer_weights=p["style_layer_weights"],

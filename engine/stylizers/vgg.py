@@ -11,29 +11,26 @@ Weights come from, in order: an explicit path; the torch hub cache
 (``torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth``); a download into that
 cache where the network allows.
 
-On the CPU the convolutions run on NNPACK (see :meth:`VGG19.use_nnpack`), whose
-thread pool takes turns with torch's OpenMP threads. By default OpenMP (GNU
-libgomp) keeps its idle threads spinning for a while after every parallel
-region, which takes a core away from NNPACK's threads; so, when this module is
-the first to import torch in the process and ``OMP_WAIT_POLICY`` is not set, it
-sets ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep at once). On two
-cores that made an optimisation step at 160x90 and 320x180 about 15 % faster
-(pure-torch code was 3 % slower). Set ``OMP_WAIT_POLICY`` yourself to choose
-otherwise; the variable is read once, when OpenMP starts with torch.
+On the CPU the network runs torch's own kernels on channels-last tensors
+(oneDNN). It uses only torch's public API: it once called the private
+``torch._nnpack_spatial_convolution`` (Winograd convolutions, up to 2-4x faster
+on wide layers) and set ``OMP_WAIT_POLICY=PASSIVE`` at import so that NNPACK's
+thread pool and OpenMP's did not fight. Both were dropped (issue 12): a private
+function may change or vanish in any torch release, and an environment variable
+set at import changes OpenMP in every library of the process that imports the
+engine, Blender's own included. A user who wants the OpenMP setting can set
+``OMP_WAIT_POLICY`` before starting Python; ``python build.py bench stylize``
+measures the CPU figures.
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import sys
 import threading
 
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
 __all__ = [
     "WEIGHTS_FILENAME",
@@ -51,7 +48,6 @@ __all__ = [
     "load_vgg19",
     "resolve_device",
     "layer_index",
-    "nnpack_available",
 ]
 
 # torchvision's ImageNet VGG19, as published in torchvision/models/vgg.py
@@ -91,12 +87,6 @@ LAYER_NAMES = _layer_names()
 #: Indices of the 16 convolutions: 0, 2, 5, 7, 10, ..., 34.
 CONV_INDICES = tuple(i for i, n in enumerate(LAYER_NAMES) if n.startswith("conv"))
 
-#: Convolutions with smaller outputs (in pixels) keep torch's own kernels even
-#: when NNPACK is used: its 8x8 Winograd tiles only pay off on larger maps. On
-#: one AVX2 core (AMD EPYC, VGG19's layer widths) NNPACK took 1/2 to 1/3.7 of
-#: oneDNN's time from 40x22 pixels up, the same at 20x11 and 2.5x as long at 10x5.
-NNPACK_MIN_PIXELS = 512
-
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -124,70 +114,6 @@ def layer_index(name):
     except ValueError:
         known = ", ".join(n for n in LAYER_NAMES if n.startswith("conv"))
         raise ValueError(f"unknown VGG19 layer {name!r}; known layers: {known}") from None
-
-
-def nnpack_available():
-    """Whether torch's NNPACK convolution can run here.
-
-    ``torch._nnpack_available()`` also initialises NNPACK: its convolution
-    fails until that has been called once.
-    """
-    available = getattr(torch, "_nnpack_available", None)
-    if available is None or not hasattr(torch, "_nnpack_spatial_convolution"):
-        return False
-    try:
-        return bool(available())
-    except RuntimeError:
-        return False
-
-
-# torch sizes NNPACK's thread pool once, with torch.get_num_threads() at the
-# first NNPACK convolution of the process, and never resizes it.
-_nnpack_pool_threads = None
-_nnpack_pool_lock = threading.Lock()
-
-
-def _nnpack_threads_match():
-    """True while ``torch.get_num_threads()`` is the size of NNPACK's thread pool.
-
-    After ``torch.set_num_threads(n)`` with another ``n`` NNPACK would still use
-    its old pool, so the convolutions go back to torch's kernels, which follow
-    the setting.
-    """
-    global _nnpack_pool_threads
-    threads = torch.get_num_threads()
-    if _nnpack_pool_threads is None:
-        with _nnpack_pool_lock:
-            if _nnpack_pool_threads is None:
-                _nnpack_pool_threads = threads
-    return threads == _nnpack_pool_threads
-
-
-class _NNPACKConv3x3(torch.autograd.Function):
-    """3x3 convolution (stride 1, padding 1) with frozen weights, by NNPACK's Winograd transform.
-
-    The same convolution as ``nn.Conv2d`` up to float32 rounding (relative
-    differences around 1e-6), two to four times faster on CPUs for the wide
-    layers of VGG19 (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-    Networks", CVPR 2016). Only the input gets a gradient: the gradient of a
-    3x3 convolution with padding 1 with respect to its input is the 3x3
-    convolution of the output gradient with the weights transposed (input and
-    output channels swapped) and flipped in space, also with padding 1, so the
-    backward pass runs on NNPACK as well.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, weight_t, bias):
-        ctx.save_for_backward(weight_t)
-        return torch._nnpack_spatial_convolution(x.contiguous(), weight, bias, [1, 1])
-
-    @staticmethod
-    def backward(ctx, grad):
-        (weight_t,) = ctx.saved_tensors
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch._nnpack_spatial_convolution(grad.contiguous(), weight_t, None, [1, 1])
-        return grad_x, None, None, None
 
 
 class VGG19(nn.Module):
@@ -231,46 +157,13 @@ class VGG19(nn.Module):
         self.pooling = pooling
         #: Feed the convolutions channels-last tensors (faster with oneDNN on CPUs).
         self.channels_last = False
-        # Set by use_nnpack(): features index -> (weight, transposed flipped weight, bias).
-        self._nnpack = {}
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def use_nnpack(self):
-        """Run the frozen convolutions on NNPACK (CPU), see :class:`_NNPACKConv3x3`.
-
-        Convolutions whose output is smaller than :data:`NNPACK_MIN_PIXELS`
-        pixels, and any whose weights require a gradient, keep torch's kernels.
-        Tensors stay in the NCHW layout NNPACK needs. NNPACK has its own
-        thread pool, sized by ``torch.get_num_threads()`` at its first use in
-        the process; while the setting differs from that size, torch's kernels
-        are used instead.
-
-        Returns
-        -------
-        bool
-            False (and nothing changes) when NNPACK is not available or the
-            network is not on the CPU.
-        """
-        if not nnpack_available() or self.mean.device.type != "cpu":
-            return False
-        self._nnpack = {}
-        for idx, module in enumerate(self.features):
-            if isinstance(module, nn.Conv2d):
-                w = module.weight.detach().contiguous()
-                w_t = w.transpose(0, 1).flip(2, 3).contiguous()
-                self._nnpack[idx] = (w, w_t, module.bias.detach().contiguous())
-        return True
 
     def _layer(self, idx, h):
         module = self.features[idx]
         if not isinstance(module, nn.Conv2d):
             return module(h)
-        fast = self._nnpack.get(idx)
-        if (fast is not None and h.shape[-2] * h.shape[-1] >= NNPACK_MIN_PIXELS
-                and not module.weight.requires_grad and h.dtype == torch.float32
-                and _nnpack_threads_match()):
-            return _NNPACKConv3x3.apply(h, *fast)
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         return module(h)
@@ -529,7 +422,6 @@ def load_vgg19(weights=None, *, upto="conv5_1", pooling="max", device="cpu", dow
     if dev.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
-        model.use_nnpack()
     with _CACHE_LOCK:
         _CACHE[key] = model
         while len(_CACHE) > _CACHE_SIZE:

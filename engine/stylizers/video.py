@@ -39,7 +39,7 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
+import re
 import time
 from pathlib import Path
 
@@ -151,62 +151,114 @@ class _Job:
     """Output folder, record, masks and progress of one video job."""
 
     def __init__(self, source, out, masks, progress, cancel, total):
-        from ..frames import check_output_dir, remove_stale_temp_files
+        from ..files import check_output_dir, remove_stale_temp_files
         from ..guides import open_masks
-        from ..propagation.job import _mask_identity, _source_identity
+        from ..propagation.record import mask_identity, source_identity
+        from ..safety import own_folder
 
         source_path = getattr(source, "path", None)
         self.source = source
         self.out = check_output_dir(out, source_path)
         remove_stale_temp_files(self.out)
+        self.record_path = self.out / RECORD_NAME
+        self.record = self._load_record()  # one that cannot be read is refused before anything is made
         self.work = self.out / WORK_NAME
-        self.work.mkdir(exist_ok=True)
-        remove_stale_temp_files(self.work)
+        if os.path.islink(self.work):
+            raise ValueError(f"{self.work}: the job's working folder is a symbolic link; remove it and run again")
+        remove_stale_temp_files(self.work)  # a marker write a kill interrupted, too
+        # Marked as the engine's: only what the job wrote there is ever deleted (engine.safety).
+        own_folder(self.work, "the video job's working files", adopt=_WORK_FILES)
         h, w = source.size
         self.masks = open_masks(masks, size=(h, w), frame_numbers=source.frame_numbers) if masks else None
         # The masks' contents, frame by frame, as propagation fingerprints them.
-        self.mask_identity = (_hash(*sorted(_mask_identity(self.masks, source.frame_numbers)
+        self.mask_identity = (_hash(*sorted(mask_identity(self.masks, source.frame_numbers)
                                             .items())) if masks else "no masks")
-        self.identity = _source_identity(source)
-        self.record_path = self.out / RECORD_NAME
-        self.record = self._load_record()
+        self.identity = source_identity(source)
+        self._remove_stale_outputs()
         self.progress = progress
         self.cancel = cancel
         self.total = total
         self.done = 0.0
 
     def _load_record(self):
+        if os.path.lexists(self.record_path) and not self.record_path.is_file():  # a FIFO would block
+            raise ValueError(f"{self.record_path}: the job record is not a regular file; remove it and run again")
         try:
             data = json.loads(self.record_path.read_text())
-            if data.get("format") == 1 and isinstance(data.get("frames"), dict):
+            if isinstance(data, dict) and data.get("format") == 1 and isinstance(data.get("frames"), dict):
                 return data
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # none yet, or damaged: every frame is made afresh
             pass
         return {"format": 1, "frames": {}}
 
     def save_record(self):
-        from ..frames import write_bytes_atomic
+        from ..files import write_bytes_atomic
 
         write_bytes_atomic(self.record_path, json.dumps(self.record, indent=1).encode())
 
     def path(self, n):
         return self.out / self.source.name_for(n)
 
+    def _intact(self, entry):
+        """True when the output that ``entry`` records holds the bytes the job wrote."""
+        from ..frames import FrameError
+        from ..safety import file_digest
+
+        name = entry.get("name")
+        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+            return False
+        path = self.out / name
+        try:
+            return not os.path.islink(path) and path.is_file() and file_digest(path) == entry.get("sha256")
+        except (OSError, FrameError):
+            return False
+
+    def _remove_stale_outputs(self):
+        """Remove outputs of frames no longer in the clip (or renamed), when they hold the job's bytes."""
+        frames = self.record["frames"]
+        stale = []
+        for key, entry in frames.items():
+            n = key.rpartition(":")[2]
+            if not isinstance(entry, dict):
+                continue
+            if n.lstrip("-").isdigit() and int(n) in self.source and entry.get("name") == self.path(int(n)).name:
+                continue
+            stale.append(key)
+        for key in stale:
+            entry = frames.pop(key)
+            if self._intact(entry):
+                try:
+                    os.unlink(self.out / entry["name"])
+                except OSError:
+                    pass
+        if stale:
+            self.save_record()
+
     def kept(self, key, n, fingerprint):
-        """Whether the output of frame ``n`` under ``key`` was made from ``fingerprint``."""
-        return self.record["frames"].get(f"{key}:{n}") == fingerprint
+        """Whether the output of frame ``n`` under ``key`` was made from ``fingerprint`` and is intact."""
+        entry = self.record["frames"].get(f"{key}:{n}")
+        if isinstance(entry, dict):
+            return entry.get("fp") == fingerprint and entry.get("name") == self.path(n).name and self._intact(entry)
+        return entry == fingerprint
 
     def write(self, key, n, image, fingerprint, *, path=None):
-        """Write frame ``n`` (masked when the job has masks) and record what made it."""
-        from ..frames import write_frame_atomic
+        """Write frame ``n`` (masked when the job has masks) and record what made it.
+
+        The record learns the frame's digest before the file is written, so every
+        output the job wrote is known to it (and a frame whose bytes differ is redone).
+        """
+        from ..files import write_bytes_atomic
+        from ..images import encode_image
         from ..guides import apply_mask
 
         target = self.path(n) if path is None else path
         if path is None and self.masks is not None:
             image = apply_mask(image[:, :, :3], self.masks.read(n))
-        write_frame_atomic(target, image)
-        self.record["frames"][f"{key}:{n}"] = fingerprint
+        data = encode_image(target, image)
+        self.record["frames"][f"{key}:{n}"] = {"fp": fingerprint, "name": target.name,
+                                               "sha256": hashlib.sha256(data).hexdigest()}
         self.save_record()
+        write_bytes_atomic(target, data)
 
     def report(self, message, done=None):
         if done is not None:
@@ -218,11 +270,21 @@ class _Job:
         check_cancel(self.cancel)
 
 
+#: What the job may find in its working folder (adopted from earlier versions that did not mark it).
+_WORK_FILES = re.compile(r"pass[12]|fast-network\.(ckpt|pt)|\..*\.tmp")
+#: Removing the engine's (marked) working folders keeps every file: a checkpoint or trained network stays.
+_NO_FILES = re.compile(r"(?!)")
+
+
 def _remove_empty(folder):
-    try:
-        folder.rmdir()  # only when empty
-    except OSError:
-        pass
+    """Remove the job's working folder and its pass folders when nothing is left in them but markers."""
+    from ..safety import remove_owned
+
+    if not remove_owned(folder, _NO_FILES):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
 
 
 def stylize_video(frames, *, method, style_image, out, masks=None, progress=None, cancel=None,
@@ -306,20 +368,68 @@ def stylize_video(frames, *, method, style_image, out, masks=None, progress=None
                              f"{', '.join(sorted(k for k in known if k not in ('weights', 'device', 'download')))}")
     if style_image is None:
         raise ValueError(f"parameter 'style_image' is required for method '{method}'")
+    from ..frames import check_output_dir
+    from ..safety import FolderLock, as_path, new_folders, remove_new_folders
+
+    out = as_path("out", out)
     style_rgb, _ = load_image_rgb(style_image, name="style_image")
     source = open_source(frames)
     source.validate()
-    if method == "neural-video":
-        result = _neural_video(source, style_rgb, out, masks, progress, cancel, weights, device,
-                               download, params)
-    else:
-        from .fastnet import run_fast_network
+    _check_paths(source, out, style_image=style_image, masks=masks, weights=weights, model=params.get("model"))
+    made = new_folders(out)  # removed again should the job be refused before it writes anything
+    try:
+        with FolderLock(check_output_dir(out, getattr(source, "path", None))):
+            if method == "neural-video":
+                result = _neural_video(source, style_rgb, out, masks, progress, cancel, weights, device,
+                                       download, params)
+            else:
+                from .fastnet import run_fast_network
 
-        result = run_fast_network(source, style_rgb, out=out, masks=masks, progress=progress, cancel=cancel,
-                                  weights=weights, device=device, download=download, params=params,
-                                  job_class=_Job)
+                result = run_fast_network(source, style_rgb, out=out, masks=masks, progress=progress,
+                                          cancel=cancel, weights=weights, device=device, download=download,
+                                          params=params, job_class=_Job)
+    except BaseException:
+        if made:
+            _remove_empty(out / WORK_NAME)
+            remove_new_folders(made)
+        raise
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _check_paths(source, out, *, style_image, masks, weights, model):
+    """Refuse, before anything is written, an output that would write over or around an input.
+
+    Every file the job reads (frames, style image, masks, VGG weights, a given
+    network file) against the output folder and the network file it may write
+    (:func:`engine.safety.check_clashes`: symbolic links and ``..`` resolved).
+    """
+    from ..guides import open_masks
+    from ..safety import as_path, check_clashes
+
+    reads = []
+    path = getattr(source, "path", None)
+    if path is not None:
+        reads.append(("the source folder" if os.path.isdir(path) else "the source video", path,
+                      os.path.isdir(path)))
+    if hasattr(source, "path_for"):
+        reads += [(f"source frame {n}", source.path_for(n), False) for n in source.frame_numbers]
+    if isinstance(style_image, (str, os.PathLike)):
+        reads.append(("the style image", style_image, False))
+    if isinstance(weights, (str, os.PathLike)):
+        reads.append(("the VGG weights", weights, False))
+    if masks is not None:
+        mask_source = open_masks(as_path("masks", masks), size=source.size, frame_numbers=source.frame_numbers)
+        folder = os.path.isdir(mask_source.path)
+        reads.append(("the mask folder" if folder else "the mask", mask_source.path, folder))
+        reads += [(f"the mask of frame {n}", p, False) for n, p in mask_source.files().items()]
+    writes = [("the output folder", out, True)]
+    if isinstance(model, (str, os.PathLike)):
+        model = Path(model)
+        if os.path.lexists(model) and not model.is_file():
+            raise ValueError(f"parameter 'model': '{model}' is not a regular file")
+        writes.append(("parameter 'model'", model, False))
+    check_clashes(reads, writes)
 
 
 # ---------------------------------------------------------------------------
@@ -352,12 +462,14 @@ def _neural_video_params(params, download):
 
 
 def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, device, download, params):
+    from ..safety import name_pattern, own_folder, remove_owned
     from . import neural
 
     p, gatys = _neural_video_params(params, download)
     numbers = source.frame_numbers
     total = len(numbers) * p["passes"]
     job = _Job(source, out, masks, progress, cancel, total)
+    frame_files = name_pattern(*(re.escape(source.name_for(n)) for n in numbers))
     weights_id = _file_identity(weights) if weights is not None else "default weights"
     style_hash = hashlib.sha256(style_rgb.tobytes() + str(style_rgb.shape).encode()).hexdigest()
     settings_fp = _hash("neural-video", ALGORITHM_VERSION, json.dumps(
@@ -370,16 +482,14 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
     def store(pass_no):
         if pass_no == 1 and p["passes"] == 1 and job.masks is None:
             return None
-        folder = job.work / f"pass{pass_no}"
-        folder.mkdir(exist_ok=True)
-        return folder
+        return own_folder(job.work / f"pass{pass_no}", f"pass {pass_no} of the video job", adopt=frame_files)
 
     def stored_path(pass_no, n):
         folder = store(pass_no)
         return job.path(n) if folder is None else folder / job.source.name_for(n)
 
     def read_stored(pass_no, n):
-        from ..frames import read_image
+        from ..images import read_image
 
         return np.array(read_image(stored_path(pass_no, n), alpha=False)[:, :, :3])
 
@@ -466,9 +576,9 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
                             anchors=anchors, report=report)
         folder = store(1)
         if folder is not None:
-            from ..frames import write_frame_atomic
+            from ..images import write_image
 
-            write_frame_atomic(folder / source.name_for(n), image)
+            write_image(folder / source.name_for(n), image)
         if final_here:
             job.write(key, n, image, fp)
             computed += 1
@@ -515,16 +625,16 @@ def _neural_video(source, style_rgb, out, masks, progress, cancel, weights, devi
                 report = optimiser_progress(len(numbers) - 1 - i, 2, n)
                 image = run(frame, iterations=p["later_iterations"], init=init.astype(np.float32),
                             anchors=anchors, report=report)
-            from ..frames import write_frame_atomic
+            from ..images import write_image
 
-            write_frame_atomic(stored_path(2, n), image)
+            write_image(stored_path(2, n), image)
             job.write("pass2", n, image, fp2)
             computed += 1
             following = image
             job.report(f"frame {n}: second pass done", done=base + len(numbers) - i)
     # Finished: the unmasked and first-pass copies are no longer needed.
     for pass_no in (1, 2):
-        shutil.rmtree(job.work / f"pass{pass_no}", ignore_errors=True)
+        remove_owned(job.work / f"pass{pass_no}", frame_files)  # only the frames the job wrote there
     _remove_empty(job.work)
     paths = [job.path(n) for n in numbers]
     return VideoResult(frames=paths, out=job.out, computed=computed, skipped=skipped, seconds=0.0)

@@ -280,7 +280,8 @@ def test_suggest_keyframes_adds_markers_inside_the_strip(saved, media):
 def test_write_farm_plan_instead_of_propagating(saved, media, tmp_path, source_kind):
     """Propagate with "Write Farm Plan" writes the plan beside the .blend file and adds no strip;
     the plan's tasks, run elsewhere, give the frames a local Propagate gives."""
-    from engine.propagation.plan import load_plan, run_task
+    from engine.propagation.plan import load_plan
+    from engine.propagation.tasks import run_task
 
     scene = bpy.context.scene
     with ui_context():

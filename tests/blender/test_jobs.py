@@ -175,7 +175,7 @@ def test_worker_errors_and_crashes_are_reported(saved, media, tmp_path):
 
     def kill_when(record, state):
         if state.step == "Propagating" and controller._proc is not None:
-            controller._proc.kill()
+            controller._proc.proc.kill()  # the process dies, as a crash would: not through kill()
             return False
         return False
 
@@ -220,7 +220,8 @@ def _fake_engine(frame_seconds, *, fail=None, calls=None):
     real_propagate = importlib.import_module("engine.propagation")
 
     return types.SimpleNamespace(frames=engine.frames, stylizers=engine.stylizers,
-                                 guides=engine.guides, keyframes=engine.keyframes,
+                                 guides=engine.guides, keyframes=engine.keyframes, clips=engine.clips,
+                                 threads=engine.threads,
                                  propagate=propagate, JobSettings=real_propagate.JobSettings,
                                  Cancelled=engine.Cancelled)
 
@@ -292,6 +293,7 @@ def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
     scene.karwai.weights.temporal = 2.5
     scene.karwai.temporal_smoothing = 0.5
     scene.karwai.restore_detail = False
+    scene.karwai.blend, scene.karwai.key_fit, scene.karwai.seed = "crossfade", "crop", 5
     snap = _build("propagate", strip_name="seq")
     lines = []
     calls = []
@@ -301,6 +303,7 @@ def test_run_sync_prints_progress_and_honours_cancel(saved, media, capsys):
     assert call["settings"].quality == "best"
     assert call["settings"].weights.temporal == 2.5 and call["settings"].weights.colour == 6.0
     assert call["settings"].temporal_smoothing == 0.5 and call["settings"].restore_detail is False
+    assert (call["settings"].blend, call["settings"].key_fit, call["settings"].seed) == ("crossfade", "crop", 5)
     assert call["frames"] == str(media["images"])  # the folder holds exactly the strip's frames
     assert call["keys"] == {4: str(Path(snap.out_dir) / "keys" / "key_000004.png")}
     assert call["out"] == str(Path(snap.out_dir) / "frames.partial")
@@ -420,7 +423,8 @@ def test_preferences_reach_the_worker(saved, media, tmp_path):
     """Cache folder, threads, neural device and VGG19 weights go into the snapshot and
     on to the neural stylizers' parameters."""
     from blender_addon.engine_import import get_engine
-    from blender_addon.worker import EngineAPI, _style_params
+    from blender_addon.worker import EngineAPI
+    from blender_addon.worker.run import _style_params
 
     prefs = bpy.context.preferences.addons["blender_addon"].preferences
     prefs.cache_dir = str(tmp_path / "my cache")

@@ -21,7 +21,8 @@ def neural(saved, media, tmp_path):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from test_stylize_neural import make_style, write_weights
+    from helpers import write_weights
+    from test_stylize_neural import make_style
 
     from engine.frames import write_frame_atomic
 

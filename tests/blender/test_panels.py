@@ -169,7 +169,8 @@ def test_panels_show_the_source_keys_settings_and_progress(saved, media):
     assert ("prop_search", "mask_strip", "strips_all") in log
     log = _draw(panels.KARWAI_PT_advanced)
     assert [e[1] for e in log if e[0] == "prop"] == ["colour", "edge", "positional", "temporal",
-                                                       "style", "temporal_smoothing", "restore_detail"]
+                                                       "style", "blend", "key_fit", "seed",
+                                                       "temporal_smoothing", "restore_detail"]
 
     # while a job runs: a progress bar with the step and a Cancel button
     entry.use_own_style = False

@@ -174,13 +174,17 @@ def _imports(path):
 
 
 def test_worker_side_never_touches_bpy():
-    for name in ("worker.py", "jobs.py", "engine_import.py"):
-        imports = _imports(ADDON_DIR / name)
-        assert "bpy" not in imports, name
-    # worker.py also runs as a script: no relative imports at all
-    assert not any(i.startswith(".") for i in _imports(ADDON_DIR / "worker.py"))
+    worker_files = sorted((ADDON_DIR / "worker").glob("*.py"))
+    assert {p.name for p in worker_files} >= {"__init__.py", "__main__.py", "model.py", "engine_api.py", "run.py",
+                                               "protocol.py"}
+    for path in [*worker_files, ADDON_DIR / "jobs.py", ADDON_DIR / "engine_import.py"]:
+        imports = _imports(path)
+        assert "bpy" not in imports, path
+    # the worker package also runs as ``python -m worker``: it reaches nothing outside itself
+    for path in worker_files:
+        assert not any(i.startswith("..") for i in _imports(path)), path
     # and jobs.py only reaches the worker
-    assert {i for i in _imports(ADDON_DIR / "jobs.py") if i.startswith(".")} == {".", ".worker"}
+    assert {i for i in _imports(ADDON_DIR / "jobs.py") if i.startswith(".")} == {".", ".worker", ".engine_import"}
 
 
 def test_engine_is_imported_in_one_place():
@@ -191,12 +195,21 @@ def test_engine_is_imported_in_one_place():
         assert "engine" not in imports and ".engine" not in imports, path
 
 
-def test_weight_defaults_match_the_engine():
-    from engine.guides import GuideWeights
+def test_every_job_knob_is_a_scene_property_with_the_engines_default(addon):
+    """Whatever a user can set through the API or the command line, they can set here (issue 12)."""
+    from engine.settings import JobSettings, knobs
 
-    from blender_addon.properties import WEIGHT_DEFAULTS
-
-    assert WEIGHT_DEFAULTS == {k: float(v) for k, v in vars(GuideWeights()).items()}
+    karwai = bpy.context.scene.karwai
+    values = karwai.job_settings()
+    assert values == JobSettings().knob_values()
+    for knob in knobs():
+        owner = karwai.weights if knob.path[0] == "weights" else karwai
+        prop = owner.bl_rna.properties[knob.path[-1]]
+        assert prop.name == knob.label
+        if knob.choices:
+            assert [item.identifier for item in prop.enum_items] == list(knob.values)
+    karwai.blend, karwai.key_fit, karwai.seed = "poisson", "pad", 9
+    assert JobSettings.from_knobs(karwai.job_settings()) == JobSettings(blend="poisson", key_fit="pad", seed=9)
 
 
 def test_engine_import_prefers_a_vendored_copy(tmp_path, monkeypatch):
@@ -223,7 +236,9 @@ def test_engine_api_in_a_fresh_process():
     imported the engine's submodules first (issue 10: ``engine.frames`` was missing)."""
     code = ("import engine, sys\n"
             "from blender_addon.worker import EngineAPI\n"
-            "assert not any(m.startswith('engine.') for m in sys.modules), sorted(sys.modules)\n"
+            "# engine.settings (standard library only) makes the add-on's properties\n"
+            "assert not any(m.startswith('engine.') and m != 'engine.settings' for m in sys.modules), "
+            "sorted(sys.modules)\n"
             "api = EngineAPI(engine)\n"
             "assert callable(api.frames.frame_number_from_name)\n"
             "assert callable(api.propagate) and api.propagate.__module__ == 'engine.propagation.job'\n"

@@ -17,10 +17,9 @@ pytestmark = pytest.mark.blender
 def _plan_and_reader(scene, strip):
     from blender_addon import strips
     from blender_addon.engine_import import get_engine
-    from blender_addon.worker import EngineAPI, FrameReader
 
     plan = strips.clip_plan(scene, strip)
-    return plan, FrameReader(plan, engine=EngineAPI(get_engine()))
+    return plan, get_engine().clips.ClipReader(plan.to_json())
 
 
 @pytest.mark.parametrize("kind", ["images", "movie"])

@@ -1,6 +1,7 @@
 """Fuzzing of ``engine.synth.synthesize`` and ``engine.propagation.propagate`` (issue 7, part 5).
 
     python build.py bench fuzz [--synth 1000] [--propagate 200] [--seed 0] [--timeout 60]
+    python tests/fuzzing.py [same options]
 
 Hypothesis draws random shapes, dtypes, weights, keys and settings, including
 broken ones (NaN, inf, negative, huge, wrong types, empty arrays, keys outside
@@ -16,15 +17,15 @@ of case run in parallel (one worker each). Prints how many cases ran, and the
 crashes, hangs and errors with the case that caused them; exits 1 if there
 were any.
 
-``tests/test_fuzz.py`` runs a smaller campaign through :func:`run_campaigns`.
+``tests/test_fuzz.py`` runs a smaller campaign through :func:`run_campaigns`. The
+harness is test code, so it lives here, beside the tests; each worker is this
+file run as a script, and :class:`engine.child.ChildProcess` supervises it.
 """
 
 import argparse
 import json
 import os
-import queue
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from engine.child import ChildProcess  # noqa: E402 - standard library only
 
 KINDS = ("synth", "propagate")
 #: Extra seconds the first case of a worker may take: loading (or, with a cold
@@ -382,7 +385,7 @@ def run_propagate_case(case, work):
     import numpy as np
 
     from engine.guides import GuideWeights
-    from engine.propagation import propagate
+    from engine.propagation import JobSettings, propagate
 
     work = Path(work)
     h, w = case["h"], case["w"]
@@ -442,8 +445,9 @@ def run_propagate_case(case, work):
     elif case["weights"] == "dict":
         weights = {"colour": 1.0}
     out = work / "out"
-    result = propagate(frames, keys, out=out, masks=masks, quality=case["quality"], weights=weights,
-                       blend_mode=case["blend_mode"], key_fit=case["key_fit"], seed=case["seed"])
+    settings = JobSettings(quality=case["quality"], weights=GuideWeights() if weights is None else weights,
+                           blend=case["blend_mode"], key_fit=case["key_fit"], seed=case["seed"])
+    result = propagate(frames, keys, out=out, masks=masks, settings=settings)
     names = sorted(p.name for p in result.frames)
     if names != [f"{t:04d}.png" for t in case["numbers"]]:
         raise BadResult(f"outputs {names} for frames {case['numbers']}")
@@ -554,13 +558,11 @@ class Report:
                 f"in {self.seconds:.0f} s (slowest case {self.slowest_s:.1f} s)")
 
 
-def _reader(stream, events):
-    for line in stream:
-        try:
-            events.put(json.loads(line))
-        except ValueError:
-            events.put({"event": "noise", "line": line[:200]})
-    events.put({"event": "eof"})
+def _event(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return {"event": "noise", "line": line[:200]}
 
 
 def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
@@ -578,12 +580,10 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
         remaining = count - report.ran
         err = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.fuzz", "--worker", kind, "--count", str(remaining),
+        proc = ChildProcess(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--count", str(remaining),
              "--offset", str(report.ran), "--seed", str(seed + 7919 * restarts)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        events = queue.Queue()
-        threading.Thread(target=_reader, args=(proc.stdout, events), daemon=True).start()
+            cwd=ROOT, env=env, stdout="lines", stderr=err).start()
         current = current_i = None
         started = time.monotonic()
         first = True
@@ -591,15 +591,14 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
         while True:
             wait = timeout + (STARTUP_ALLOWANCE if first else 0.0)
             try:
-                event = events.get(timeout=wait)
-            except queue.Empty:
+                line = proc.read_line(timeout=wait)
+            except TimeoutError:
                 # Stuck in a case (or, with no case, while starting or drawing one):
                 # ask for the Python stacks (faulthandler, in the worker), then kill it.
                 if hasattr(signal, "SIGUSR1"):
-                    proc.send_signal(signal.SIGUSR1)
+                    proc.signal(signal.SIGUSR1)
                     time.sleep(1.0)
                 proc.kill()
-                proc.wait()
                 err.seek(0)
                 report.hangs.append({"i": current_i, "case": current, "after_s": wait,
                                      "stacks": err.read()[-4000:]})
@@ -608,6 +607,7 @@ def run_campaign(kind, count, *, seed=0, timeout=60.0, log=None):
                 if log:
                     log(f"{kind}: HANG in case {report.ran}: {json.dumps(current)[:500]}")
                 break
+            event = {"event": "eof"} if line is None else _event(line)
             kind_of = event.get("event")
             if kind_of == "start":
                 current, current_i, started = event["case"], event["i"], time.monotonic()

@@ -1,0 +1,5 @@
+"""``python -m worker``: the worker process (see :mod:`.protocol`)."""
+
+from .protocol import main
+
+main()
