@@ -223,7 +223,8 @@ def test_simulation_counts_the_keys_and_their_chain():
 def test_neural_keys_follow_their_neighbour_as_tasks(tmp_path):
     torch = pytest.importorskip("torch")
     from engine import stylize_keys
-    from helpers import make_style, write_weights
+    from helpers import write_weights
+    from test_stylize_neural import make_style
 
     torch.set_num_threads(1)
     clip = write_clip(tmp_path / "clip", n=7)

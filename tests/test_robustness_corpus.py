@@ -1582,7 +1582,7 @@ def test_issue11_video_record_fifo_dask_and_task_folder_refusals_leave_nothing(v
 
 def test_issue11_run_task_names_a_wrong_plan_argument():
     """run_task(123, ...) raised Path's TypeError without the parameter's name."""
-    from engine.propagation.plan import run_task
+    from engine.propagation.tasks import run_task
 
     for bad in (None, 123, ["plan.json"]):
         with pytest.raises(TypeError, match="plan"):
