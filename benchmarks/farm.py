@@ -77,8 +77,20 @@ class cluster:
     def __init__(self, n, cores=None):
         import distributed
 
-        self.cluster = distributed.LocalCluster(processes=True, n_workers=n, threads_per_worker=1,
-                                                host="127.0.0.1", dashboard_address=None)
+        # numba's thread count is per thread (numba.set_num_threads), and a task runs on a
+        # worker's executor thread, not where client.run runs: the workers' processes are
+        # started with NUMBA_NUM_THREADS instead, the default of every thread in them.
+        saved = os.environ.get("NUMBA_NUM_THREADS")
+        if cores is not None:
+            os.environ["NUMBA_NUM_THREADS"] = str(cores)
+        try:
+            self.cluster = distributed.LocalCluster(processes=True, n_workers=n, threads_per_worker=1,
+                                                    host="127.0.0.1", dashboard_address=None)
+        finally:
+            if saved is None:
+                os.environ.pop("NUMBA_NUM_THREADS", None)
+            else:
+                os.environ["NUMBA_NUM_THREADS"] = saved
         self.client = distributed.Client(self.cluster)
         if cores is not None:
             self.client.run(_limit_cores, cores)

@@ -49,7 +49,6 @@ TARGETS = [
     ("engine.synth.kernels", "nnf_error", "synth: patch errors"),
     ("engine.synth.kernels", "occupancy", "synth: occupancy"),
     ("engine.synth.kernels", "vote", "synth: voting"),
-    ("engine.synth.kernels", "write_style_padded", "synth: style rows"),
     ("engine.synth.kernels", "changed_mask", "synth: freeze masks"),
     ("engine.synth.kernels", "dilate", "synth: freeze masks"),
     ("engine.propagation.blend", "weighted_blend", "blending"),

@@ -283,6 +283,8 @@ def main(argv=None):
 
     import torch
 
+    from engine.stylizers import vgg
+
     print(f"frame: {frame_desc} ({frame.shape[1]}x{frame.shape[0]})")
     print(f"cores: {os.cpu_count()}, torch {torch.__version__} with {torch.get_num_threads()} "
           f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; {load_average()}")

@@ -100,12 +100,12 @@ def test_changed_mask_dilates_moved_pixels_inside_region():
     np.testing.assert_array_equal(out, expected)
 
 
-def test_write_style_padded_replicates_edges():
+def test_style_rows_at_offset_zero_replicate_edges_and_leave_the_guides():
     rng = np.random.default_rng(8)
     style = rng.random((5, 6, 3)).astype(np.float32)
     channels, patch = 5, 5
     tgt = np.zeros((5 + 4, (6 + 4) * channels), np.float32)
-    kernels.write_style_padded(style, np.float32(2.0), tgt, channels, patch)
+    kernels.write_padded(style, np.full(3, 2.0, np.float32), tgt, channels, 0, patch)
     got = tgt.reshape(9, 10, channels)
     np.testing.assert_allclose(got[:, :, :3], ref.padded(style * 2.0, 2))
     assert (got[:, :, 3:] == 0).all()

@@ -130,14 +130,23 @@ def measure_costs(source, settings, *, frames=6, start=None, stylize=None):
 
     Runs a short job on ``frames + 1`` of the clip's own frames (from
     ``start``, default the middle of the clip) with a key at each end, through
-    the same tasks as any job, after a warm-up run that loads the compiled
+    the same tasks as any job, one at a time as a farm worker runs them (a
+    local job runs a span's two passes side by side, which would time each
+    at the pace of two), after a warm-up run that loads the compiled
     kernels. The task records' seconds divided by their units give the costs;
     ``overhead`` is what a farm worker spends on each task before its work
     starts (reading the plan, opening the frames, checking the task records).
     """
     from ..frames import write_frame_atomic
-    from .job import propagate
+    from .job import plan_job
     from .plan import PLAN_NAME
+    from .tasks import TaskEnv, run_task
+
+    def run_one_by_one(keys, out):
+        plan = plan_job(clip, keys, out=out, settings=settings)
+        env = TaskEnv(plan)  # one process runs them all, as one worker does
+        for task in plan.tasks:
+            run_task(plan, task["id"], env=env)
 
     numbers = list(source.frame_numbers)
     frames = max(2, min(int(frames), len(numbers) - 1))
@@ -153,8 +162,8 @@ def measure_costs(source, settings, *, frames=6, start=None, stylize=None):
         first = source.read(chosen[0])
         last = source.read(chosen[-1])
         keys = {1: np.ascontiguousarray(first), len(chosen): np.ascontiguousarray(last)}
-        propagate(clip, {1: keys[1], 3: source.read(chosen[2])}, out=tmp / "warm", settings=settings)
-        propagate(clip, keys, out=tmp / "run", settings=settings)
+        run_one_by_one({1: keys[1], 3: source.read(chosen[2])}, tmp / "warm")
+        run_one_by_one(keys, tmp / "run")
         seconds = {k: 0.0 for k in COST_KINDS}
         units = {k: 0 for k in COST_KINDS}
         for marker in (tmp / "run" / ".karwai-tasks").glob("*.json"):

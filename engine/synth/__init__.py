@@ -309,11 +309,12 @@ class _Features:
         if tgt_guides.shape[2]:
             kernels.write_padded(tgt_guides, np.ascontiguousarray(sqrt_w[n_style:]), self.tgt, channels,
                                  n_style, patch)
-        self.style_scale = sqrt_w[0] if n_style else None
+        # Every style channel takes the style weight (sqrt_w[0]), in sqrt_w's dtype.
+        self.style_scales = np.full(n_style, sqrt_w[0], sqrt_w.dtype) if n_style else None
 
     def set_style(self, image):
-        if self.style_scale is not None:
-            kernels.write_style_padded(image, self.style_scale, self.tgt, self.channels, self.patch)
+        if self.style_scales is not None:
+            kernels.write_padded(image, self.style_scales, self.tgt, self.channels, 0, self.patch)
 
 
 def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,

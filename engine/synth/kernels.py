@@ -299,25 +299,6 @@ def vote(style, nnf, radius, patch, err, weighted, region, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def write_style_padded(style_image, scale, tgt, channels, patch):
-    """Write ``style_image * scale`` into the style channels of padded ``tgt``.
-
-    Padding is edge replication, matching how the guides were padded.
-    """
-    ht, wt, cs = style_image.shape
-    r = patch // 2
-    hp = ht + 2 * r
-    wp = wt + 2 * r
-    for py in prange(hp):
-        y = min(max(py - r, 0), ht - 1)
-        for px in range(wp):
-            x = min(max(px - r, 0), wt - 1)
-            base = px * channels
-            for c in range(cs):
-                tgt[py, base + c] = style_image[y, x, c] * scale
-
-
-@njit(cache=True, nogil=True, parallel=True)
 def write_padded(image, scales, tgt, channels, offset, patch):
     """Write ``image * scales`` (per channel) into channels ``offset..`` of padded ``tgt``.
 
