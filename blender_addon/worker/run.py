@@ -214,6 +214,17 @@ def _recover_frames(final):
         os.replace(os.path.join(parent, leftovers[-1]), final)
 
 
+def _staging(snapshot):
+    """``(final, staging)``: the job's result folder (put back if a swap stopped half-way) and
+    its staging folder, seeded from it."""
+    final = frames_dir(snapshot.out_dir)
+    staging = final + STAGING_SUFFIX
+    os.makedirs(snapshot.out_dir, exist_ok=True)
+    _recover_frames(final)
+    _seed_staging(final, staging)
+    return final, staging
+
+
 def _seed_staging(final, staging):
     """Start a staging folder from the last result (hard links), so a re-run only
     recomputes what changed; the engine replaces files atomically, which never
@@ -280,11 +291,7 @@ def run_propagate(snapshot, *, engine, report, cancel):
             raise JobError("; ".join(f"key at frame {k['timeline']}: {k['error']}" for k in failed))
 
     report.step("Propagating")
-    final = frames_dir(snapshot.out_dir)
-    staging = final + STAGING_SUFFIX
-    os.makedirs(snapshot.out_dir, exist_ok=True)
-    _recover_frames(final)
-    _seed_staging(final, staging)
+    final, staging = _staging(snapshot)
     keys = {k.number: k.path for k in snapshot.keys}
     # The engine's one settings record of a propagation job (as the CLI builds it too).
     settings = engine.JobSettings.from_knobs(snapshot.settings)
@@ -345,11 +352,7 @@ def run_video(snapshot, *, engine, report, cancel):
             folder, f"fast-network-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pt")
 
     report.step("Stylizing frames")
-    final = frames_dir(snapshot.out_dir)
-    staging = final + STAGING_SUFFIX
-    os.makedirs(snapshot.out_dir, exist_ok=True)
-    _recover_frames(final)
-    _seed_staging(final, staging)
+    final, staging = _staging(snapshot)
     try:
         result = engine.stylize_video(clip, method=method, style_image=snapshot.video_style_image,
                                       out=staging, masks=masks, progress=report.progress,
