@@ -229,11 +229,7 @@ def make_stylized_key(plan, n, env):
                             params=params)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_frame_atomic(path, image)
-    return stylized_key_image_unchecked(path, entry), _file_sha256(path)
-
-
-def stylized_key_image_unchecked(path, entry):
-    return _as_channels(read_image(path, alpha=True), entry.get("channels", 3))
+    return _as_channels(read_image(path, alpha=True), entry.get("channels", 3)), _file_sha256(path)
 
 
 def _frames_between(source, n, follows):
