@@ -135,12 +135,15 @@ def _host_tag():
 _HOST_TAG = _host_tag()
 
 
-def _write_all(fd, data):
-    """Write ``data`` to the open file ``fd``, flush it to disk and close it."""
+def _write_all(fd, data, durable):
+    """Write ``data`` (bytes-like, or a list of them in order) to the open file ``fd`` and close it,
+    flushed to disk first when ``durable``."""
     with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+        for part in data if isinstance(data, list) else [data]:
+            handle.write(part)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
 
 
 def _write_error(path, exc):
@@ -166,12 +169,12 @@ def _temp_name(name):
     return f".{name}{tail}"
 
 
-def write_bytes_atomic(path, data):
+def write_bytes_atomic(path, data, *, durable=True):
     """Write ``data`` to ``path`` atomically.
 
     The bytes go to a hidden temporary file in the same folder
-    (``.NAME.PID.RANDOM.tmp``), are flushed to disk, and the temporary file is
-    renamed over ``path`` with :func:`os.replace`. On any failure the temporary
+    (``.NAME.PID.RANDOM.tmp``), are flushed to disk (with ``durable``), and the
+    temporary file is renamed over ``path`` with :func:`os.replace`. On any failure the temporary
     file is removed and an existing ``path`` is left untouched; a process killed
     mid-write leaves only the temporary file, which
     :func:`remove_stale_temp_files` clears later.
@@ -180,8 +183,13 @@ def write_bytes_atomic(path, data):
     ----------
     path : str or os.PathLike
         Destination; its folder must exist.
-    data : bytes-like
-        The file content.
+    data : bytes-like or list of bytes-like
+        The file content (a list is written part after part).
+    durable : bool
+        Flush the file to the disk before the rename (``fsync``). Only files
+        whose damage is detected when read (sealed, :func:`engine.safety.seal`),
+        and then recomputed, may skip it: after a power cut such a file may be
+        empty or old, never silently wrong.
 
     Raises
     ------
@@ -202,7 +210,7 @@ def write_bytes_atomic(path, data):
         raise WriteError(f"{folder}: cannot write here ({exc.strerror or exc})", errno=exc.errno) from None
     try:
         try:
-            _write_all(fd, data)
+            _write_all(fd, data, durable)
             os.replace(tmp, path)
         except OSError as exc:
             raise _write_error(path, exc) from None

@@ -34,7 +34,8 @@ import numpy as np
 
 from .errors import FrameError
 from .files import read_regular_file, remove_stale_temp_files, write_bytes_atomic
-from .safety import own_folder, remove_owned, seal, unseal
+from .float16 import to_float16, to_float32
+from .safety import own_folder, remove_owned, seal_tail, unseal
 
 __all__ = [
     "FlowParams",
@@ -714,7 +715,7 @@ class FlowCache:
         if data is not None:
             self.hits += 1
             self._memory[key] = data  # the most recently used
-            flows = data.astype(np.float32)
+            flows = to_float32(data)
             return flows[0], flows[1]
         data = self._load(path, a.shape[:2]) if os.path.lexists(path) else None
         if data is not None:
@@ -726,19 +727,21 @@ class FlowCache:
         else:
             self.misses += 1
             fwd, bwd = compute_flow_pair(a, b, params=self.params)
-            data = np.stack([fwd, bwd]).astype(np.float16)
+            data = to_float16(np.stack([fwd, bwd]))
             if self.max_bytes != 0:
                 buffer = io.BytesIO()
                 np.save(buffer, data, allow_pickle=False)
-                blob = seal(buffer.getbuffer(), context=path.name)
+                payload = buffer.getbuffer()
+                blob = [payload, seal_tail(payload, path.name)]
                 try:
                     old = path.stat().st_size  # an unreadable entry being replaced
                 except OSError:
                     old = 0
-                write_bytes_atomic(path, blob)
-                self._bytes += len(blob) - old
+                # A cache entry a power cut leaves damaged fails its seal and is recomputed: no fsync.
+                write_bytes_atomic(path, blob, durable=False)
+                self._bytes += len(payload) + len(blob[1]) - old
                 self._trim(keep=path)
         if self.memory_bytes:
             self._remember(key, data)
-        flows = data.astype(np.float32)
+        flows = to_float32(data)
         return flows[0], flows[1]

@@ -194,16 +194,16 @@ def fill_holes(field, valid):
 
     numer, weight = levels[-1]
     filled = numer / np.maximum(weight, 1e-12)[:, :, None]
+    # Masked division and copies (``where=``), not boolean indexing: the same
+    # values, without gathering and scattering half a 1080p frame each level.
     for numer, weight in reversed(levels[1:-1]):
         h, w = weight.shape
         filled = _resize(filled, (w, h), cv2.INTER_LINEAR)
-        known = weight > 0
-        filled[known] = numer[known] / weight[known][:, None]
+        known = (weight > 0)[:, :, None]
+        np.divide(numer, weight[:, :, None], out=filled, where=known)
     h, w = valid.shape
-    up = _resize(filled, (w, h), cv2.INTER_LINEAR)
     out = values.astype(np.float32, copy=True)
-    holes = ~valid
-    out[holes] = up[holes]
+    np.copyto(out, _resize(filled, (w, h), cv2.INTER_LINEAR), where=~valid[:, :, None])
     return out[:, :, 0] if squeeze else out
 
 

@@ -458,20 +458,28 @@ def seal(payload, context=""):
         What the data is (its cache key, its span): part of the digest, so a
         valid file of another entry, copied or swapped in, does not unseal either.
     """
-    payload = bytes(payload)
-    return payload + _SEAL + _digest(payload, context)
+    return bytes(payload) + seal_tail(payload, context)
+
+
+def seal_tail(payload, context=""):
+    """The bytes :func:`seal` appends to ``payload``: write both, in order, to write a sealed file
+    without first copying a large payload into one buffer."""
+    return _SEAL + _digest(memoryview(payload).cast("B"), context)
 
 
 def unseal(data, context=""):
-    """The payload of :func:`seal`'s output, or ``None`` when the digest (or context) does not match."""
-    data = bytes(data)
+    """The payload of :func:`seal`'s output, or ``None`` when the digest (or context) does not match.
+
+    The payload is a read-only ``memoryview`` of ``data`` (no copy of a large file).
+    """
+    data = memoryview(data).cast("B")
     tail = len(_SEAL) + _DIGEST_SIZE
     if len(data) < tail or data[-tail:-_DIGEST_SIZE] != _SEAL:
         return None
     payload, digest = data[:-tail], data[-_DIGEST_SIZE:]
     if _digest(payload, context) != digest:
         return None
-    return payload
+    return payload.toreadonly()
 
 
 def file_digest(path, *, what="file"):

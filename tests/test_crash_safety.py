@@ -353,12 +353,13 @@ def _full_disk_after(monkeypatch, writes_allowed):
     real = files_module._write_all
     calls = {"n": 0, "failed": None}
 
-    def write_all(fd, data):
+    def write_all(fd, data, *rest):
         calls["n"] += 1
         if calls["n"] <= writes_allowed:
-            return real(fd, data)
+            return real(fd, data, *rest)
+        blob = b"".join(bytes(part) for part in data) if isinstance(data, list) else bytes(data)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(bytes(data)[: len(data) // 2])
+            handle.write(blob[: len(blob) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(files_module, "_write_all", write_all)
@@ -369,9 +370,9 @@ def _count_writes(clip, tmp_path, monkeypatch):
     real = files_module._write_all
     count = {"n": 0}
 
-    def counting(fd, data):
+    def counting(fd, data, *rest):
         count["n"] += 1
-        return real(fd, data)
+        return real(fd, data, *rest)
     with monkeypatch.context() as m:
         m.setattr(files_module, "_write_all", counting)
         clip.run_api(tmp_path / "count")
@@ -408,10 +409,10 @@ def test_a_full_disk_through_the_cli_is_one_line_and_exit_1(clip, tmp_path):
         "import errno, os, sys\n"
         "import engine.files as f\n"
         "real, n = f._write_all, [0]\n"
-        "def full(fd, data):\n"
+        "def full(fd, data, *rest):\n"
         "    n[0] += 1\n"
         "    if n[0] <= 5:\n"
-        "        return real(fd, data)\n"
+        "        return real(fd, data, *rest)\n"
         "    os.close(fd)\n"
         "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
         "f._write_all = full\n"

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import FrameError
 from ..files import read_regular_file, write_bytes_atomic
-from ..safety import seal, unseal
+from ..safety import seal_tail, unseal
 
 __all__ = ["WORK_FILES", "DamagedState", "save_state", "load_sealed", "load_state", "state_context"]
 
@@ -34,7 +34,9 @@ def save_state(path, **arrays):
     """Write arrays as an ``.npz`` followed by a checksum (:func:`engine.safety.seal`)."""
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
-    write_bytes_atomic(path, seal(buffer.getbuffer(), context=state_context(path)))
+    payload = buffer.getbuffer()
+    # Not flushed to disk (durable=False): a file a power cut leaves damaged fails its seal and is recomputed.
+    write_bytes_atomic(path, [payload, seal_tail(payload, state_context(path))], durable=False)
 
 def state_context(path):
     """A pass-state file's checksum covers its span folder and name: another span's file does not pass."""
