@@ -78,9 +78,10 @@ class Timers:
         def timed(*args, **kwargs):
             name = label
             if "{level}" in label:
-                guides = args[1] if len(args) > 1 else None
+                # _run_level(source, source_hw, target_guides, ...): the level's size is the target's.
+                guides = args[2] if len(args) > 2 else None
                 warm = kwargs.get("guides_only_first", False)
-                shape = "x".join(map(str, guides.shape[:2][::-1])) if guides is not None else "?"
+                shape = "x".join(map(str, guides[0].shape[:2][::-1])) if guides else "?"
                 name = label.format(level=f"{shape} {'warm' if warm else 'cold/finer'}")
             stack = timers.local.__dict__.setdefault("stack", [])
             thread = threading.current_thread()

@@ -81,25 +81,32 @@ def to_float32(array):
     return out
 
 
-def to_float16(array):
+def to_float16(array, *, out=None):
     """``array.astype(np.float16)`` for a float32 array, the same bits, on numba's threads.
 
     Parameters
     ----------
     array : numpy.ndarray
         float32, any shape.
+    out : numpy.ndarray, optional
+        A C-contiguous float16 array of the same shape to write into.
 
     Returns
     -------
     numpy.ndarray
-        A new C-contiguous float16 array of the same shape (values past the
-        half range become infinities, as in NumPy).
+        ``out``, or a new C-contiguous float16 array of the same shape (values
+        past the half range become infinities, as in NumPy).
     """
     if not isinstance(array, np.ndarray) or array.dtype != np.float32:
         raise ValueError(f"to_float16 takes a float32 array, got {getattr(array, 'dtype', type(array).__name__)}")
+    if out is None:
+        out = np.empty(array.shape, np.float16)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.float16 or out.shape != array.shape
+          or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous float16 array of shape {array.shape}")
     if config.DISABLE_JIT:
-        return array.astype(np.float16)
+        out[...] = array.astype(np.float16)
+        return out
     bits = np.ascontiguousarray(array).view(np.uint32).reshape(-1)
-    out = np.empty(array.shape, np.uint16)
-    _single_to_half(bits, out.reshape(-1))
-    return out.view(np.float16)
+    _single_to_half(bits, out.view(np.uint16).reshape(-1))
+    return out

@@ -92,6 +92,33 @@ def test_params_preset_only_matches_opencv():
     assert tuned.getFinestScale() == 0 and tuned.getPatchStride() == 5
 
 
+def test_large_frames_stop_dis_a_level_earlier_per_halving():
+    params = FlowParams()
+    assert params.create((360, 640)).getFinestScale() == 0
+    assert params.create((720, 1280)).getFinestScale() == 0
+    assert params.create((1080, 1920)).getFinestScale() == 1
+    assert params.create((2160, 3840)).getFinestScale() == 2
+    assert FlowParams(finest_scale=1).create((1080, 1920)).getFinestScale() == 2
+    assert FlowParams(full_scale_max_side=None).create((2160, 3840)).getFinestScale() == 0
+    assert FlowParams.preset_only().create((2160, 3840)).getFinestScale() == \
+        cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).getFinestScale()
+    with pytest.raises(ValueError, match="full_scale_max_side"):
+        FlowParams(full_scale_max_side=0)
+
+
+def test_a_known_shift_is_found_on_a_frame_flowed_at_half_size():
+    # 1400 px wide: past full_scale_max_side, so DIS stops at 700 px and OpenCV upsamples.
+    a, b = shifted_pair(3.5, -1.5, h=240, w=1400, seed=3)
+    assert FlowParams().create(a.shape[:2]).getFinestScale() == 1
+    fwd, bwd = compute_flow_pair(a, b)
+    assert fwd.shape == (240, 1400, 2)
+    inner = (slice(16, -16), slice(16, -16))
+    assert np.abs(fwd[inner][..., 0] - 3.5).mean() < 0.1
+    assert np.abs(fwd[inner][..., 1] + 1.5).mean() < 0.1
+    assert np.abs(bwd[inner][..., 0] + 3.5).mean() < 0.1
+    assert np.abs(warp(b, fwd).astype(float) - a)[inner].mean() < 2.0
+
+
 # ---------------------------------------------------------------------- consistency
 
 

@@ -211,11 +211,31 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
     for w, g in zip(weights, source_guides):
         channel_weights += [w / g.shape[2]] * g.shape[2]
     sqrt_w = np.sqrt(np.asarray(channel_weights, np.float32))
-    src_full = prepared.get("src_full")
-    if src_full is None:
-        src_full = prepared["src_full"] = np.concatenate(
-            [style.astype(np.float32)] + [g.astype(np.float32) for g in source_guides], axis=2)
-    tgt_guides_full = np.concatenate([g.astype(np.float32) for g in target_guides], axis=2)
+
+    def source_features(s_hw):
+        """Style and source guides as one float32 array at size ``s_hw``.
+
+        Made only when a level's source rows are not prepared yet, and not
+        kept at full size: a propagation pass needs it once, for its first frame.
+        """
+        level = prepared.get(("src", s_hw)) if s_hw != source_hw else made.get("full")
+        if level is None:
+            full = made.get("full")
+            if full is None:
+                full = made["full"] = np.concatenate(
+                    [style.astype(np.float32)] + [g.astype(np.float32) for g in source_guides], axis=2)
+            level = full if s_hw == source_hw else prepared.setdefault(("src", s_hw), resize(full, s_hw))
+        return level
+
+    made = {}  # the full-size source features, for this call only
+
+    def target_guides_at(t_hw):
+        # At full size the guides go as they are (uint8 or float32) into the padded rows, without
+        # first being copied into one float32 array; below it they are resized one by one (INTER_AREA
+        # treats every channel alone, so this is the resize of their concatenation).
+        if t_hw == tuple(target_hw):
+            return target_guides
+        return [resize(g.astype(np.float32), t_hw) for g in target_guides]
 
     nnf = None
     image = None
@@ -235,11 +255,8 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
             radius_cap = max(s_hw)
         else:
             radius_cap = FINE_SEARCH_RADIUS
-        src_level = prepared.get(("src", s_hw))
-        if src_level is None:
-            src_level = prepared[("src", s_hw)] = resize(src_full, s_hw)
         image, nnf, error = _run_level(
-            src_level, resize(tgt_guides_full, t_hw), style.shape[2], sqrt_w,
+            lambda s_hw=s_hw: source_features(s_hw), s_hw, target_guides_at(t_hw), style.shape[2], sqrt_w,
             nnf, patch_size, uniformity,
             schedule.search_vote_iters[level], schedule.patchmatch_iters[level],
             radius_cap, vote == "weighted", vote_radius, rng,
@@ -247,7 +264,8 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
 
     if extra_pass_3x3:
         image, nnf, error = _run_level(
-            src_full, tgt_guides_full, style.shape[2], sqrt_w, nnf, 3, 0.0,
+            lambda: source_features(tuple(source_hw)), tuple(source_hw), target_guides, style.shape[2], sqrt_w,
+            nnf, 3, 0.0,
             2, schedule.patchmatch_iters[-1], FINE_SEARCH_RADIUS, vote == "weighted",
             max(1, 1 + vote_radius - patch_size // 2), rng, prepared=prepared)
 
@@ -288,27 +306,41 @@ def make_schedule(levels, *, warm, search_vote_iters=None, patchmatch_iters=None
 
 
 class _Features:
-    """Source and padded target feature rows of one level (see ``kernels``)."""
+    """Source and padded target feature rows of one level (see ``kernels``).
 
-    def __init__(self, src_img, tgt_guides, n_style, sqrt_w, patch, prepared=None, name=None):
+    ``source`` is a callable giving the source features (style, then guides;
+    only called when the source rows are not prepared yet), ``tgt_guides`` a
+    list of (Ht, Wt, C_i) target guides, uint8 or float32, written one by one
+    into the padded target rows after the style channels.
+    """
+
+    def __init__(self, source, s_hw, t_hw, tgt_guides, n_style, sqrt_w, patch, prepared, name):
         r = patch // 2
-        hs, ws, channels = src_img.shape
-        ht, wt = tgt_guides.shape[:2]
+        hs, ws = s_hw
+        ht, wt = t_hw
+        channels = len(sqrt_w)
         self.channels = channels
         self.patch = patch
         # The source rows depend only on the source, the weights and the patch:
         # prepared once per ``reuse`` dict (see synthesize).
         key = ("features", name, (hs, ws), patch, sqrt_w.tobytes())
-        self.src = None if prepared is None else prepared.get(key)
+        self.src = prepared.get(key)
         if self.src is None:
-            self.src = np.pad(src_img * sqrt_w, ((r, r), (r, r), (0, 0)), mode="edge").reshape(
+            self.src = prepared[key] = np.pad(source() * sqrt_w, ((r, r), (r, r), (0, 0)), mode="edge").reshape(
                 hs + 2 * r, (ws + 2 * r) * channels)
-            if prepared is not None:
-                prepared[key] = self.src
-        self.tgt = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
-        if tgt_guides.shape[2]:
-            kernels.write_padded(tgt_guides, np.ascontiguousarray(sqrt_w[n_style:]), self.tgt, channels,
-                                 n_style, patch)
+        # Every value of the target rows is written below or by set_style before use, so a
+        # ``reuse`` dict keeps the buffer for the next frame: at 1080p it is 75 MB, which
+        # fresh from the system would be page faults on every frame.
+        rows_key = ("target rows", name, (ht, wt), patch, channels)
+        self.tgt = prepared.get(rows_key)
+        if self.tgt is None:
+            self.tgt = prepared[rows_key] = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
+        offset = n_style
+        for guide in tgt_guides:
+            c = guide.shape[2]
+            kernels.write_padded(guide, np.ascontiguousarray(sqrt_w[offset:offset + c]), self.tgt, channels,
+                                 offset, patch)
+            offset += c
         # Every style channel takes the style weight (sqrt_w[0]), in sqrt_w's dtype.
         self.style_scales = np.full(n_style, sqrt_w[0], sqrt_w.dtype) if n_style else None
 
@@ -317,22 +349,22 @@ class _Features:
             kernels.write_padded(image, self.style_scales, self.tgt, self.channels, 0, self.patch)
 
 
-def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
+def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
                n_search_vote, n_patchmatch, radius_cap, weighted, vote_radius, rng,
                guides_only_first=False, prepared=None):
     """Search/vote iterations on one pyramid level. Returns (image, nnf, error).
 
-    With ``guides_only_first`` the first search ignores the style term: on a
-    warm start the style estimate comes from a stale NNF and would pull the
-    matches back towards it.
+    ``source()`` gives the level's source features (see :class:`_Features`),
+    ``tgt_guides`` is the list of the level's target guides. With
+    ``guides_only_first`` the first search ignores the style term: on a warm
+    start the style estimate comes from a stale NNF and would pull the matches
+    back towards it.
     """
-    hs, ws = src_img.shape[:2]
-    ht, wt = tgt_guides.shape[:2]
-    style_src = None if prepared is None else prepared.get(("style_src", hs, ws))
+    hs, ws = s_hw
+    ht, wt = t_hw = tgt_guides[0].shape[:2]
+    style_src = prepared.get(("style_src", hs, ws))
     if style_src is None:
-        style_src = np.ascontiguousarray(src_img[:, :, :n_style])
-        if prepared is not None:
-            prepared[("style_src", hs, ws)] = style_src
+        style_src = prepared[("style_src", hs, ws)] = np.ascontiguousarray(source()[:, :, :n_style])
     full = None
     omega_best = (ht * wt) / float(hs * ws) * patch * patch
     occ_scale = np.float32(uniformity / (patch * patch * omega_best))
@@ -348,10 +380,11 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
     for it in range(n_search_vote):
         guides_only = it == 0 and guides_only_first
         if guides_only:
-            feats = _Features(src_img[:, :, n_style:], tgt_guides, 0, sqrt_w[n_style:], patch, prepared, "guides")
+            feats = _Features(lambda: source()[:, :, n_style:], s_hw, t_hw, tgt_guides, 0, sqrt_w[n_style:], patch,
+                              prepared, "guides")
         else:
             if full is None:
-                full = _Features(src_img, tgt_guides, n_style, sqrt_w, patch, prepared, "full")
+                full = _Features(source, s_hw, t_hw, tgt_guides, n_style, sqrt_w, patch, prepared, "full")
             feats = full
             feats.set_style(image)
         # Frozen pixels are skipped by the search, so their error is not needed.
@@ -380,7 +413,7 @@ def _run_level(src_img, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
     if full is None:
         # Only a guides-only search ran: its errors are exact for the guides,
         # so add just the style term against the final image.
-        style_only = _Features(style_src, tgt_guides[:, :, :0], n_style, sqrt_w[:n_style], patch, prepared, "style")
+        style_only = _Features(lambda: style_src, s_hw, t_hw, [], n_style, sqrt_w[:n_style], patch, prepared, "style")
         style_only.set_style(image)
         style_err = np.empty_like(err)
         kernels.nnf_error(style_only.src, style_only.tgt, nnf, patch, n_style, everywhere, style_err)
