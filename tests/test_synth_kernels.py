@@ -75,19 +75,6 @@ def test_vote_with_other_channel_counts():
     np.testing.assert_allclose(out, ref.vote(src_img, nnf, 1, PATCH), rtol=1e-5)
 
 
-@pytest.mark.parametrize("channels", [3, 2])
-def test_vote_of_a_uint8_exemplar_equals_its_float32_vote(channels):
-    src_img, _, nnf = _problem(7, channels=channels)
-    as_bytes = np.clip(np.rint(src_img), 0, 255).astype(np.uint8)
-    region = np.ones(nnf.shape[:2], np.uint8)
-    err = (np.random.default_rng(8).random(nnf.shape[:2]) * 1000).astype(np.float32)
-    from_bytes = np.empty(nnf.shape[:2] + (channels,), np.float32)
-    from_floats = np.empty_like(from_bytes)
-    kernels.vote(as_bytes, nnf, 2, PATCH, err, True, region, from_bytes)
-    kernels.vote(as_bytes.astype(np.float32), nnf, 2, PATCH, err, True, region, from_floats)
-    np.testing.assert_array_equal(from_bytes, from_floats)
-
-
 def test_upsample_nnf_matches_reference():
     _, _, nnf = _problem(6, src_hw=(9, 11), tgt_hw=(5, 6))
     out = kernels.upsample_nnf(nnf, 11, 13, 19, 23)

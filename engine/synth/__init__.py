@@ -260,15 +260,14 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
             nnf, patch_size, uniformity,
             schedule.search_vote_iters[level], schedule.patchmatch_iters[level],
             radius_cap, vote == "weighted", vote_radius, rng,
-            guides_only_first=init_nnf is not None and level == schedule.start_level, prepared=prepared,
-            style=style if s_hw == tuple(source_hw) else None)
+            guides_only_first=init_nnf is not None and level == schedule.start_level, prepared=prepared)
 
     if extra_pass_3x3:
         image, nnf, error = _run_level(
             lambda: source_features(tuple(source_hw)), tuple(source_hw), target_guides, style.shape[2], sqrt_w,
             nnf, 3, 0.0,
             2, schedule.patchmatch_iters[-1], FINE_SEARCH_RADIUS, vote == "weighted",
-            max(1, 1 + vote_radius - patch_size // 2), rng, prepared=prepared, style=style)
+            max(1, 1 + vote_radius - patch_size // 2), rng, prepared=prepared)
 
     if style.dtype == np.uint8:
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
@@ -352,13 +351,11 @@ class _Features:
 
 def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
                n_search_vote, n_patchmatch, radius_cap, weighted, vote_radius, rng,
-               guides_only_first=False, prepared=None, style=None):
+               guides_only_first=False, prepared=None):
     """Search/vote iterations on one pyramid level. Returns (image, nnf, error).
 
     ``source()`` gives the level's source features (see :class:`_Features`),
-    ``tgt_guides`` is the list of the level's target guides, ``style`` the
-    exemplar when the level is at its size (else it is taken from the
-    source features). With
+    ``tgt_guides`` is the list of the level's target guides. With
     ``guides_only_first`` the first search ignores the style term: on a warm
     start the style estimate comes from a stale NNF and would pull the matches
     back towards it.
@@ -367,10 +364,7 @@ def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity
     ht, wt = t_hw = tgt_guides[0].shape[:2]
     style_src = prepared.get(("style_src", hs, ws))
     if style_src is None:
-        # At full size the exemplar itself, uint8 or float32: the vote converts each value to
-        # float32 exactly, and a uint8 exemplar is a quarter of the memory it reads.
-        style_src = prepared[("style_src", hs, ws)] = (
-            np.ascontiguousarray(style) if style is not None else np.ascontiguousarray(source()[:, :, :n_style]))
+        style_src = prepared[("style_src", hs, ws)] = np.ascontiguousarray(source()[:, :, :n_style])
     full = None
     omega_best = (ht * wt) / float(hs * ws) * patch * patch
     occ_scale = np.float32(uniformity / (patch * patch * omega_best))

@@ -250,7 +250,7 @@ def vote(style, nnf, radius, patch, err, weighted, region, out):
     Every target pixel ``q`` within ``radius`` of ``p`` votes the source pixel
     ``nnf[q] + (p - q)``, clamped into the source. With ``radius = patch // 2``
     that is the classic vote of overlapping patches. ``style`` is (Hs, Ws, Cs)
-    float32 or uint8, ``out`` (Ht, Wt, Cs) float32, written only where ``region`` is set. With
+    float32, ``out`` (Ht, Wt, Cs), written only where ``region`` is set. With
     ``weighted`` a vote counts ``1 / (1 + err / (patch^2 * Cs))``, as in
     Ebsynth's weighted vote.
     """
@@ -282,12 +282,12 @@ def vote(style, nnf, radius, patch, err, weighted, region, out):
                     base = (_uidx(sy) * _uidx(sw) + _uidx(sx)) * ucs
                     # RGB is the common case: keep its sums in registers.
                     if cs == 3:
-                        a0 += w * np.float32(style_flat[base])
-                        a1 += w * np.float32(style_flat[base + _uidx(1)])
-                        a2 += w * np.float32(style_flat[base + _uidx(2)])
+                        a0 += w * style_flat[base]
+                        a1 += w * style_flat[base + _uidx(1)]
+                        a2 += w * style_flat[base + _uidx(2)]
                     else:
                         for c in range(cs):
-                            acc[c] += w * np.float32(style_flat[base + _uidx(c)])
+                            acc[c] += w * style_flat[base + _uidx(c)]
                     total += w
             if cs == 3:
                 out[y, x, 0] = a0 / total
