@@ -238,6 +238,6 @@ def test_init_nnf_out_of_range_is_clamped_not_a_crash():
 def test_kernel_tests_pass_without_jit():
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(ROOT / "tests" / "test_synth_kernels.py")],
+                          str(ROOT / "tests" / "test_synth_kernels.py"), str(ROOT / "tests" / "test_float16.py")],
                          env=env, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
