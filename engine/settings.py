@@ -21,7 +21,7 @@ __all__ = ["JobSettings", "GuideWeights", "Knob", "knobs", "QUALITY_PRESETS", "A
            "DEFAULT_TEMPORAL_SMOOTHING"]
 
 #: Bumped whenever a change makes old outputs invalid, so a resume recomputes.
-ALGORITHM_VERSION = 3  # 3: frames over 1280 px flowed at half size (FlowParams.full_scale_max_side)
+ALGORITHM_VERSION = 2
 
 #: How much work each preset does per frame. ``synth`` goes to ``synthesize``
 #: on top of the warm schedule; ``flow`` picks the optical-flow settings.

@@ -93,13 +93,13 @@ def test_params_preset_only_matches_opencv():
 
 
 def test_large_frames_stop_dis_a_level_earlier_per_halving():
-    params = FlowParams()
+    assert FlowParams().create((2160, 3840)).getFinestScale() == 0  # off by default
+    params = FlowParams(full_scale_max_side=1280)
     assert params.create((360, 640)).getFinestScale() == 0
     assert params.create((720, 1280)).getFinestScale() == 0
     assert params.create((1080, 1920)).getFinestScale() == 1
     assert params.create((2160, 3840)).getFinestScale() == 2
-    assert FlowParams(finest_scale=1).create((1080, 1920)).getFinestScale() == 2
-    assert FlowParams(full_scale_max_side=None).create((2160, 3840)).getFinestScale() == 0
+    assert FlowParams(finest_scale=1, full_scale_max_side=1280).create((1080, 1920)).getFinestScale() == 2
     assert FlowParams.preset_only().create((2160, 3840)).getFinestScale() == \
         cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).getFinestScale()
     with pytest.raises(ValueError, match="full_scale_max_side"):
@@ -107,10 +107,11 @@ def test_large_frames_stop_dis_a_level_earlier_per_halving():
 
 
 def test_a_known_shift_is_found_on_a_frame_flowed_at_half_size():
-    # 1400 px wide: past full_scale_max_side, so DIS stops at 700 px and OpenCV upsamples.
+    # 1400 px wide, past full_scale_max_side: DIS stops at 700 px and OpenCV upsamples.
     a, b = shifted_pair(3.5, -1.5, h=240, w=1400, seed=3)
-    assert FlowParams().create(a.shape[:2]).getFinestScale() == 1
-    fwd, bwd = compute_flow_pair(a, b)
+    params = FlowParams(full_scale_max_side=700)
+    assert params.create(a.shape[:2]).getFinestScale() == 1
+    fwd, bwd = compute_flow_pair(a, b, params=params)
     assert fwd.shape == (240, 1400, 2)
     inner = (slice(16, -16), slice(16, -16))
     assert np.abs(fwd[inner][..., 0] - 3.5).mean() < 0.1

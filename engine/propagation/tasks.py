@@ -75,8 +75,10 @@ class TaskEnv:
 
     def __init__(self, plan, *, source=None, progress=None, cancel=None, total=None, record=None, names=None,
                  masks=None, flow_cache=None):
+        from ..allocator import tune_for_jobs
         from .passes import JobContext
 
+        tune_for_jobs()
         data = plan.data
         self.plan = plan
         if source is None:

@@ -1,0 +1,77 @@
+"""How the C allocator keeps the memory of a job's large arrays (glibc only).
+
+A propagation job allocates and frees arrays of 2 to 75 MB several times a
+frame, from several threads (the passes, flow, finishing and numba's). With
+glibc's defaults each thread that meets contention gets an arena of its own
+(up to 8 per core), and every arena keeps what it freed, so the process holds
+the peak of every thread at once; and arrays above a threshold that glibc
+raises and lowers as they come are fresh mappings, zeroed by the kernel page
+by page on every frame. Measured on a 1080p job (10 frames, the two passes of
+the span side by side, 2 cores): peak RSS 1.70 to 1.97 GB with the defaults,
+1.52 GB with two arenas and fixed thresholds, and 4 to 5 s less kernel time.
+
+The options are glibc's ``mallopt`` parameters, from ``<malloc.h>``
+(``M_TRIM_THRESHOLD`` -1, ``M_MMAP_THRESHOLD`` -3, ``M_ARENA_MAX`` -8); the
+environment variables ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` set the same, and a value the user set there is
+left alone. Elsewhere (macOS, Windows, musl) nothing is done.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+
+__all__ = ["tune_for_jobs"]
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+#: (parameter, value, the environment variable that sets it instead).
+SETTINGS = (
+    # Two arenas: the job's threads share them, so freed blocks are reused across threads.
+    (M_ARENA_MAX, 2, "MALLOC_ARENA_MAX"),
+    # Blocks up to 32 MiB (glibc's largest, HEAP_MAX_SIZE / 2) come from the heap and are reused.
+    (M_MMAP_THRESHOLD, 32 << 20, "MALLOC_MMAP_THRESHOLD_"),
+    # Free memory at the top of the heap goes back to the system past 128 MiB, not at every free.
+    (M_TRIM_THRESHOLD, 128 << 20, "MALLOC_TRIM_THRESHOLD_"),
+)
+
+_done = None
+_lock = threading.Lock()
+
+
+def tune_for_jobs():
+    """Set glibc's allocator for a job's large arrays, once per process (see the module's notes).
+
+    Returns
+    -------
+    bool
+        True when glibc took the settings (now or at an earlier call), False
+        where the C library is not glibc.
+    """
+    global _done
+    with _lock:
+        if _done is None:
+            _done = _apply()
+        return _done
+
+
+def _apply():
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # glibc's own symbol: musl's mallopt does nothing
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    ok = True
+    for param, value, variable in SETTINGS:
+        if variable not in os.environ:
+            ok = bool(mallopt(param, value)) and ok
+    return ok
