@@ -67,8 +67,9 @@ _OWN_NAMES = re.compile(r"flow-[0-9a-f]{40}\.npy|\.flow-[0-9a-f]{40}\.npy\.\d+\.
 #: Default size cap of a :class:`FlowCache` folder, in bytes (1 GiB).
 DEFAULT_MAX_BYTES = 1 << 30
 #: Memory a propagation job gives its :class:`FlowCache` (``memory_bytes``): a
-#: 640x360 pair takes 1.8 MB, a 1080p pair 16.6 MB.
-JOB_MEMORY_BYTES = 128 << 20
+#: 640x360 pair takes 1.8 MB, a 1080p pair 16.6 MB (five pairs: the rest of a
+#: 1080p span's pairs are read back from the disk, so that two passes fit side by side).
+JOB_MEMORY_BYTES = 96 << 20
 
 
 @dataclasses.dataclass(frozen=True)

@@ -411,3 +411,20 @@ def test_the_output_does_not_depend_on_the_thread_count_and_passes_run_side_by_s
     # Two threads: side by side where numba's threading layer allows it (omp or tbb).
     assert results["2"][0] in ("1", "2")
     assert results["1"][1] == results["2"][1]
+
+
+def test_passes_run_side_by_side_up_to_1080p_and_not_beyond(monkeypatch):
+    import numba
+
+    from engine.propagation import side_by_side
+
+    if numba.config.DISABLE_JIT:
+        pytest.skip("without the JIT the passes always run one after the other")
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(numba, "threading_layer", lambda: "omp")
+    assert side_by_side.pass_threads(640 * 360) == 2
+    assert side_by_side.pass_threads(1920 * 1080) == 2
+    assert side_by_side.pass_threads(2560 * 1440) == 1
+    assert side_by_side.pass_threads(3840 * 2160) == 1
+    monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")  # not safe from two threads
+    assert side_by_side.pass_threads(640 * 360) == 1

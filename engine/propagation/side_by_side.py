@@ -24,18 +24,20 @@ __all__ = ["pass_threads", "run_side_by_side"]
 THREAD_SAFE_LAYERS = ("tbb", "omp")
 
 
-#: Memory a pass holds while it runs, per pixel of the frame (measured at 1080p: two passes
-#: side by side took the peak RSS of a 10-frame job from 1.2 GB to 2.3 GB).
-PASS_BYTES_PER_PIXEL = 260
-#: The most memory a second pass may add by running beside the first.
-SIDE_BY_SIDE_MAX_BYTES = 384 << 20
+#: Memory a pass holds while it runs, per pixel of the frame: measured at 1080p, the peak
+#: (tracemalloc) of a pass's step, its prepared key side included, is 487 MB.
+PASS_BYTES_PER_PIXEL = 240
+#: The most memory a second pass may add by running beside the first: 1080p's passes run side by
+#: side (the 1080p case of ``bench speed`` then peaks at 1.4 GiB, with engine.allocator's settings),
+#: 1440p's (3.7 Mpx) and larger do not.
+SIDE_BY_SIDE_MAX_BYTES = 512 << 20
 
 
 def pass_threads(frame_pixels=0):
     """How many passes of frames of ``frame_pixels`` pixels may run at once in this process (1 or 2).
 
     One where a second pass would add more than ``SIDE_BY_SIDE_MAX_BYTES``
-    (1080p: the passes then use numba's threads one after the other).
+    (above 1080p: the passes then use numba's threads one after the other).
     """
     import numba
 
