@@ -34,7 +34,6 @@ import numpy as np
 
 from .errors import FrameError
 from .files import read_regular_file, remove_stale_temp_files, write_bytes_atomic
-from .float16 import to_float16, to_float32
 from .safety import own_folder, remove_owned, seal_tail, unseal
 
 __all__ = [
@@ -729,6 +728,10 @@ class FlowCache:
             return self._pair(a, b)
 
     def _pair(self, a, b):
+        # Imported here: numba is a job's dependency, and flow without the cache (the stylizers'
+        # temporal guides, the add-on's key suggestions) must work where it is missing.
+        from .float16 import to_float16, to_float32
+
         key = self.key(a, b)
         path = self.cache_dir / f"flow-{key}.npy"
         data = self._memory.pop(key, None)

@@ -205,6 +205,11 @@ def propagate(frames, keys, *, out, settings=None, masks=None, progress=None, ca
     re-run keeps a frame only when both still match, and removes the outputs of
     frames no longer in the clip only when their bytes are those it wrote. One
     job at a time may run in an output folder (an OS-level lock).
+
+    Memory: on Linux with glibc the first job in a process sets the C
+    allocator to two arenas and fixed thresholds for the rest of the process
+    (:mod:`engine.allocator`); a ``MALLOC_*`` environment variable set by the
+    caller is left as it is.
     """
     t_start = time.perf_counter()
     # Every argument is checked before anything is created or written.
