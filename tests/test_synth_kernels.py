@@ -75,6 +75,30 @@ def test_vote_with_other_channel_counts():
     np.testing.assert_allclose(out, ref.vote(src_img, nnf, 1, PATCH), rtol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_vote_scatter_and_gather_give_the_same_bits(channels, weighted):
+    # A band where at least half the pixels are voted is voted in scatter form, a sparser one by
+    # gathering; a pixel must get the same bits either way (and match the reference). Matches near
+    # the source's edges take the clamped path of the scatter form.
+    band = kernels.VOTE_BAND_HEIGHT
+    src_img, _, nnf = _problem(8, src_hw=(9, 11), tgt_hw=(band + 9, 12), channels=channels)
+    err = (np.random.default_rng(9).random(nnf.shape[:2]) * 1000).astype(np.float32)
+    dense = np.ones(nnf.shape[:2], np.uint8)
+    sparse = np.zeros_like(dense)
+    sparse[::4, ::3] = 1
+    sparse[band:] = 0
+    sparse[band + 2, 5] = 1
+    out_dense = np.empty(nnf.shape[:2] + (channels,), np.float32)
+    out_sparse = np.full_like(out_dense, -7)
+    kernels.vote(src_img, nnf, 3, 5, err, weighted, dense, out_dense)
+    kernels.vote(src_img, nnf, 3, 5, err, weighted, sparse, out_sparse)
+    np.testing.assert_array_equal(out_sparse[sparse == 1], out_dense[sparse == 1])
+    assert (out_sparse[sparse == 0] == -7).all()
+    expected = ref.vote(src_img, nnf, 3, 5, err if weighted else None, dense)
+    np.testing.assert_allclose(out_dense, expected, rtol=1e-5)
+
+
 def test_upsample_nnf_matches_reference():
     _, _, nnf = _problem(6, src_hw=(9, 11), tgt_hw=(5, 6))
     out = kernels.upsample_nnf(nnf, 11, 13, 19, 23)

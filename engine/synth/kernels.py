@@ -243,7 +243,17 @@ def patchmatch_sweep(src, tgt, patch, channels, nnf, nnf_snapshot, err, occ, occ
                     changed[y, x] = 1
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=FASTMATH)
+#: Rows of the target a thread votes at a time. The scatter form (see :func:`vote`) also visits
+#: the ``radius`` rows above and below a band, so taller bands waste less.
+VOTE_BAND_HEIGHT = 32
+#: The vote's float flags: only ``contract`` (``sum + w * value`` as one FMA). Without
+#: ``reassoc`` every sum is taken in the order written, which the two forms of the vote
+#: share, so a pixel gets the same bits from either; the scatter form's adds are
+#: element-wise and vectorize without it.
+VOTE_FASTMATH = {"contract"}
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=VOTE_FASTMATH)
 def vote(style, nnf, radius, patch, err, weighted, region, out):
     """Average, for every target pixel, the source pixels that nearby matches map it to.
 
@@ -253,49 +263,136 @@ def vote(style, nnf, radius, patch, err, weighted, region, out):
     float32, ``out`` (Ht, Wt, Cs), written only where ``region`` is set. With
     ``weighted`` a vote counts ``1 / (1 + err / (patch^2 * Cs))``, as in
     Ebsynth's weighted vote.
+
+    A band of rows where most pixels are to be voted is voted in scatter form:
+    each match adds its whole source block, row by row, to the sums of the
+    pixels it covers, which reads the source in runs and computes each weight
+    once. Elsewhere each pixel gathers its votes. Either way a pixel's sums take
+    the votes in the same order (row by row of ``q``), so the two give the same bits.
     """
     ht, wt = nnf.shape[0], nnf.shape[1]
-    sh, sw, cs = style.shape
+    cs = style.shape[2]
     style_flat = style.reshape(style.size)
     nnf_flat = nnf.reshape(nnf.size)
-    r = radius
-    norm = np.float32(patch * patch * cs)
+    # The weight multiplies by 1 / (patch^2 Cs): what the earlier kernel, compiled with arcp, did.
+    inv_norm = np.float32(1.0) / np.float32(patch * patch * cs)
+    n_bands = (ht + VOTE_BAND_HEIGHT - 1) // VOTE_BAND_HEIGHT
+    for band in prange(n_bands):
+        y0 = band * VOTE_BAND_HEIGHT
+        y1 = min(ht, y0 + VOTE_BAND_HEIGHT)
+        wanted = 0
+        for y in range(y0, y1):
+            for x in range(wt):
+                if region[y, x] != 0:
+                    wanted += 1
+        if wanted == 0:
+            continue
+        # Scatter visits (rows + 2 radius) rows of matches for the band; gather costs
+        # (2 radius + 1)^2 taps per wanted pixel, each about as dear as a scattered one.
+        if 2 * wanted >= (y1 - y0) * wt:
+            _vote_band_scatter(style_flat, style.shape, nnf, radius, err, weighted, inv_norm, region, out, y0, y1)
+        else:
+            for y in range(y0, y1):
+                for x in range(wt):
+                    if region[y, x] != 0:
+                        _vote_pixel_gather(style_flat, style.shape, nnf_flat, ht, wt, radius, err, weighted,
+                                           inv_norm, out, y, x)
+
+
+@njit(cache=True, nogil=True, fastmath=VOTE_FASTMATH)
+def _vote_weight(err, qy, qx, weighted, inv_norm):
+    if weighted:
+        return np.float32(1.0) / (np.float32(1.0) + err[qy, qx] * inv_norm)
+    return np.float32(1.0)
+
+
+@njit(cache=True, nogil=True, fastmath=VOTE_FASTMATH)
+def _vote_pixel_gather(style_flat, style_shape, nnf_flat, ht, wt, r, err, weighted, inv_norm, out, y, x):
+    sh, sw, cs = style_shape
     ucs = _uidx(cs)
-    for y in prange(ht):
-        acc = np.zeros(cs, np.float32)
+    a0 = a1 = a2 = total = np.float32(0.0)
+    acc = np.zeros(cs, np.float32) if cs != 3 else np.zeros(0, np.float32)
+    for qy in range(max(0, y - r), min(ht, y + r + 1)):
+        dy = qy - y
+        for qx in range(max(0, x - r), min(wt, x + r + 1)):
+            dx = qx - x
+            q = _uidx(qy * wt + qx) * _uidx(2)
+            sx = min(max(nnf_flat[q] - dx, 0), sw - 1)
+            sy = min(max(nnf_flat[q + _uidx(1)] - dy, 0), sh - 1)
+            w = _vote_weight(err, qy, qx, weighted, inv_norm)
+            base = (_uidx(sy) * _uidx(sw) + _uidx(sx)) * ucs
+            # RGB is the common case: keep its sums in registers.
+            if cs == 3:
+                a0 += w * style_flat[base]
+                a1 += w * style_flat[base + _uidx(1)]
+                a2 += w * style_flat[base + _uidx(2)]
+            else:
+                for c in range(cs):
+                    acc[c] += w * style_flat[base + _uidx(c)]
+            total += w
+    # One reciprocal, written out: both forms of the vote then divide alike, whatever LLVM
+    # would make of a division under ``arcp``.
+    inv = np.float32(1.0) / total
+    if cs == 3:
+        out[y, x, 0] = a0 * inv
+        out[y, x, 1] = a1 * inv
+        out[y, x, 2] = a2 * inv
+    else:
+        for c in range(cs):
+            out[y, x, c] = acc[c] * inv
+
+
+@njit(cache=True, nogil=True, fastmath=VOTE_FASTMATH)
+def _vote_band_scatter(style_flat, style_shape, nnf, r, err, weighted, inv_norm, region, out, y0, y1):
+    ht, wt = nnf.shape[0], nnf.shape[1]
+    sh, sw, cs = style_shape
+    ucs = _uidx(cs)
+    uwt = _uidx(wt)
+    sums = np.zeros((y1 - y0) * wt * cs, np.float32)
+    totals = np.zeros((y1 - y0) * wt if weighted else 0, np.float32)
+    for qy in range(max(0, y0 - r), min(ht, y1 + r)):
+        oy_lo = max(-r, y0 - qy)
+        oy_hi = min(r, y1 - 1 - qy)
+        for qx in range(wt):
+            w = _vote_weight(err, qy, qx, weighted, inv_norm)
+            sx0 = nnf[qy, qx, 0]
+            sy0 = nnf[qy, qx, 1]
+            ox_lo = max(-r, -qx)
+            ox_hi = min(r, wt - 1 - qx)
+            run = _uidx(ox_hi - ox_lo + 1)
+            unclamped = sx0 - r >= 0 and sx0 + r < sw
+            for oy in range(oy_lo, oy_hi + 1):
+                sy = min(max(sy0 + oy, 0), sh - 1)
+                p0 = _uidx(qy + oy - y0) * uwt + _uidx(qx + ox_lo)
+                if weighted:
+                    for i in range(run):
+                        totals[p0 + i] += w
+                if unclamped:
+                    # The block's row is one run of the source: contiguous reads and adds.
+                    s0 = (_uidx(sy) * _uidx(sw) + _uidx(sx0 + ox_lo)) * ucs
+                    d0 = p0 * ucs
+                    for k in range(run * ucs):
+                        sums[d0 + k] += w * style_flat[s0 + k]
+                else:
+                    for ox in range(ox_lo, ox_hi + 1):
+                        sx = min(max(sx0 + ox, 0), sw - 1)
+                        s0 = (_uidx(sy) * _uidx(sw) + _uidx(sx)) * ucs
+                        d0 = (p0 + _uidx(ox - ox_lo)) * ucs
+                        for c in range(cs):
+                            sums[d0 + _uidx(c)] += w * style_flat[s0 + _uidx(c)]
+    for y in range(y0, y1):
         for x in range(wt):
             if region[y, x] == 0:
                 continue
-            a0 = a1 = a2 = total = np.float32(0.0)
-            if cs != 3:
-                acc[:] = 0.0
-            for qy in range(max(0, y - r), min(ht, y + r + 1)):
-                dy = qy - y
-                for qx in range(max(0, x - r), min(wt, x + r + 1)):
-                    dx = qx - x
-                    q = _uidx(qy * wt + qx) * _uidx(2)
-                    sx = min(max(nnf_flat[q] - dx, 0), sw - 1)
-                    sy = min(max(nnf_flat[q + _uidx(1)] - dy, 0), sh - 1)
-                    w = np.float32(1.0)
-                    if weighted:
-                        w = np.float32(1.0) / (np.float32(1.0) + err[qy, qx] / norm)
-                    base = (_uidx(sy) * _uidx(sw) + _uidx(sx)) * ucs
-                    # RGB is the common case: keep its sums in registers.
-                    if cs == 3:
-                        a0 += w * style_flat[base]
-                        a1 += w * style_flat[base + _uidx(1)]
-                        a2 += w * style_flat[base + _uidx(2)]
-                    else:
-                        for c in range(cs):
-                            acc[c] += w * style_flat[base + _uidx(c)]
-                    total += w
-            if cs == 3:
-                out[y, x, 0] = a0 / total
-                out[y, x, 1] = a1 / total
-                out[y, x, 2] = a2 / total
+            i = (y - y0) * wt + x
+            if weighted:
+                inv = np.float32(1.0) / totals[i]
             else:
-                for c in range(cs):
-                    out[y, x, c] = acc[c] / total
+                # Votes of weight 1: their sum is the count of matches in reach, exact in float32.
+                count = (min(ht, y + r + 1) - max(0, y - r)) * (min(wt, x + r + 1) - max(0, x - r))
+                inv = np.float32(1.0) / np.float32(count)
+            for c in range(cs):
+                out[y, x, c] = sums[i * cs + c] * inv
 
 
 @njit(cache=True, nogil=True, parallel=True)
