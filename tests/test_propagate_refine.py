@@ -208,3 +208,24 @@ def test_on_a_real_clip_smoothing_removes_flicker_and_restoration_sharpens(tmp_p
     # -0.4 to +0.6 dB on the full-size clips of the benchmark).
     for name in ("smooth", "finished"):
         assert mean_over_frames(_psnr, runs[name]) > mean_over_frames(_psnr, runs["plain"]) - 0.7
+
+
+@pytest.mark.parametrize("blend_mode", ["weighted", "crossfade", "poisson"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.8])
+def test_finishing_gives_the_same_frames_whatever_memory_and_threads_it_has(tmp_path, monkeypatch, blend_mode,
+                                                                             smoothing):
+    # The finishing blends on worker threads ahead of its first sweep and keeps what the second
+    # needs in memory up to FINISH_MEMORY_BYTES (in the work folder beyond): neither may change a byte.
+    from engine.propagation import finish, side_by_side
+
+    make_clip(tmp_path / "in", n=7, dx=2)
+    frames = open_frames(tmp_path / "in")
+    keys = {1: style(frames.read(1)), 7: style(frames.read(7))}
+    settings = JobSettings(quality="draft", blend=blend_mode, temporal_smoothing=smoothing)
+    outs = {}
+    for name, memory, workers in (("threads", finish.FINISH_MEMORY_BYTES, 2), ("none", 0, 0), ("one", 0, 1)):
+        monkeypatch.setattr(finish, "FINISH_MEMORY_BYTES", memory)
+        monkeypatch.setattr(side_by_side, "tail_workers", lambda pixels, workers=workers: workers)
+        result = propagate(tmp_path / "in", keys, out=tmp_path / name, settings=settings)
+        outs[name] = [p.read_bytes() for p in result.frames]
+    assert outs["threads"] == outs["none"] == outs["one"]
