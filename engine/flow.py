@@ -281,7 +281,7 @@ def _dis_safe_size(h, w, patch, finest):
     return h, w
 
 
-def compute_flow_pair(a, b, *, params=None):
+def compute_flow_pair(a, b, *, params=None, split=True):
     """Forward (``a -> b``) and backward (``b -> a``) DIS flow.
 
     Parameters
@@ -290,6 +290,10 @@ def compute_flow_pair(a, b, *, params=None):
         uint8 frames of the same size (RGB, RGBA or grey).
     params : FlowParams, optional
         DIS settings (default ``FlowParams()``).
+    split : bool
+        Compute the two directions on two threads at once (when OpenCV may use
+        more than one); ``False`` for one after the other, for a caller that
+        already runs several pairs at once. The values are the same.
 
     Returns
     -------
@@ -303,7 +307,7 @@ def compute_flow_pair(a, b, *, params=None):
     # direction has its own DIS object and calc() is given no initial flow, so
     # the values are those of computing them one after the other.
     size = a.shape[:2]
-    if cv2.getNumThreads() <= 1:  # OpenCV told to use one thread: so do we
+    if not split or cv2.getNumThreads() <= 1:  # OpenCV told to use one thread: so do we
         return compute_flow(a, b, dis=params.create(size)), compute_flow(b, a, dis=params.create(size))
     backward = _flow_pool().submit(compute_flow, b, a, dis=params.create(size))
     try:
@@ -709,64 +713,84 @@ class FlowCache:
             return None
         return data
 
-    def pair(self, a, b):
+    def pair(self, a, b, *, split=True):
         """Forward and backward flow between frames ``a`` and ``b``.
 
         Parameters
         ----------
         a, b : numpy.ndarray
             uint8 frames of the same size.
+        split : bool
+            On a miss, compute the two directions on two threads at once (see
+            :func:`compute_flow_pair`); ``False`` where the caller asks for
+            several pairs at once from its own threads.
 
         Returns
         -------
         tuple of numpy.ndarray
             ``(forward, backward)`` float32 (H, W, 2) flows (``a -> b``, ``b -> a``).
         """
-        if a.shape[:2] != b.shape[:2]:
-            raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
-        with self._lock:
-            return self._pair(a, b)
-
-    def _pair(self, a, b):
         # Imported here: numba is a job's dependency, and flow without the cache (the stylizers'
         # temporal guides, the add-on's key suggestions) must work where it is missing.
         from .float16 import to_float16, to_float32
 
+        if a.shape[:2] != b.shape[:2]:
+            raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
         key = self.key(a, b)
         path = self.cache_dir / f"flow-{key}.npy"
-        data = self._memory.pop(key, None)
+        with self._lock:
+            data = self._memory.pop(key, None)
+            if data is not None:
+                self.hits += 1
+                self._memory[key] = data  # the most recently used
+        if data is None:
+            data = self._load_entry(path, a.shape[:2])
+        computed = data is None
+        if computed:
+            # Computed outside the lock, so that threads asking for different pairs (the flow
+            # task's, two passes side by side) compute them at once. Two threads missing the
+            # same pair compute the same values; the second one's entry replaces the first's.
+            fwd, bwd = compute_flow_pair(a, b, params=self.params, split=split)
+            data = np.empty((2,) + fwd.shape, np.float16)
+            to_float16(fwd, out=data[0])
+            to_float16(bwd, out=data[1])
+            del fwd, bwd
+            self._store(path, data)
+        with self._lock:
+            if computed:
+                self.misses += 1
+            if self.memory_bytes:
+                self._remember(key, data)
+        # Two arrays, not one of both: a 1080p pair in float32 (33 MB) is past glibc's
+        # largest reuse size, so one array would be fresh pages (page faults) on every call.
+        return to_float32(data[0]), to_float32(data[1])
+
+    def _load_entry(self, path, shape):
+        """The float16 pair in the cache file ``path`` (a hit), or None."""
+        data = self._load(path, shape) if os.path.lexists(path) else None
         if data is not None:
-            self.hits += 1
-            self._memory[key] = data  # the most recently used
-            # Two arrays, not one of both: a 1080p pair in float32 (33 MB) is past glibc's
-            # largest reuse size, so one array would be fresh pages (page faults) on every call.
-            return to_float32(data[0]), to_float32(data[1])
-        data = self._load(path, a.shape[:2]) if os.path.lexists(path) else None
-        if data is not None:
-            self.hits += 1
+            with self._lock:
+                self.hits += 1
             try:
                 os.utime(path)  # most recently used
             except OSError:
                 pass
-        else:
-            self.misses += 1
-            fwd, bwd = compute_flow_pair(a, b, params=self.params)
-            data = np.empty((2,) + fwd.shape, np.float16)
-            to_float16(fwd, out=data[0])
-            to_float16(bwd, out=data[1])
-            if self.max_bytes != 0:
-                buffer = io.BytesIO()
-                np.save(buffer, data, allow_pickle=False)
-                payload = buffer.getbuffer()
-                blob = [payload, seal_tail(payload, path.name)]
-                try:
-                    old = path.stat().st_size  # an unreadable entry being replaced
-                except OSError:
-                    old = 0
-                # A cache entry a power cut leaves damaged fails its seal and is recomputed: no fsync.
-                write_bytes_atomic(path, blob, durable=False)
-                self._bytes += len(payload) + len(blob[1]) - old
-                self._trim(keep=path)
-        if self.memory_bytes:
-            self._remember(key, data)
-        return to_float32(data[0]), to_float32(data[1])
+        return data
+
+    def _store(self, path, data):
+        """Write a computed pair's cache file (unless the cache keeps no files)."""
+        if self.max_bytes == 0:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, data, allow_pickle=False)
+        payload = buffer.getbuffer()
+        blob = [payload, seal_tail(payload, path.name)]
+        try:
+            old = path.stat().st_size  # an unreadable entry being replaced
+        except OSError:
+            old = 0
+        # A cache entry a power cut leaves damaged fails its seal and is recomputed: no fsync.
+        write_bytes_atomic(path, blob, durable=False)
+        with self._lock:
+            self._bytes += len(payload) + len(blob[1]) - old
+            self._trim(keep=path)

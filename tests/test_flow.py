@@ -3,6 +3,9 @@
 import os
 from pathlib import Path
 
+import threading
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -229,13 +232,55 @@ def test_chain_flows_sums_constant_steps():
 # ---------------------------------------------------------------------------- cache
 
 
+def test_flow_pair_split_or_not_gives_the_same_flows():
+    a, b = shifted_pair(2.0, 1.0, h=48, w=64)
+    split = fl.compute_flow_pair(a, b, split=True)
+    alone = fl.compute_flow_pair(a, b, split=False)
+    for x, y in zip(split, alone):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_flow_cache_computes_pairs_from_several_threads_at_once(tmp_path, monkeypatch):
+    # The cache's lock is not held while DIS runs: two threads' misses overlap, and every entry
+    # is then a hit with the values a single thread gets.
+    from concurrent.futures import ThreadPoolExecutor
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real = fl.compute_flow_pair
+
+    def slow(a, b, *, params=None, split=True):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.2)
+        try:
+            return real(a, b, params=params, split=split)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(fl, "compute_flow_pair", slow)
+    pairs = [shifted_pair(2.0 + i, 1.0, h=48, w=64) for i in range(4)]
+    cache = FlowCache(tmp_path / "flow")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = list(pool.map(lambda p: cache.pair(*p, split=False), pairs))
+    assert most[0] == 2 and cache.misses == 4
+    again = FlowCache(tmp_path / "flow", memory_bytes=0)
+    for (a, b), (fwd, bwd) in zip(pairs, got):
+        fwd2, bwd2 = again.pair(a, b)
+        np.testing.assert_array_equal(fwd, fwd2)
+        np.testing.assert_array_equal(bwd, bwd2)
+    assert again.hits == 4 and again.misses == 0
+
+
 def test_flow_cache_hit_avoids_recompute(tmp_path, monkeypatch):
     calls = []
     real = fl.compute_flow_pair
 
-    def counting(a, b, *, params=None):
+    def counting(a, b, *, params=None, split=True):
         calls.append(1)
-        return real(a, b, params=params)
+        return real(a, b, params=params, split=split)
 
     monkeypatch.setattr(fl, "compute_flow_pair", counting)
     a, b = shifted_pair(2.0, 1.0, h=48, w=64)

@@ -25,10 +25,13 @@ def _blends_alone(ctx, span):
 
 
 def blend_frame(ctx, span, work, n):
-    """Frame ``n``'s two passes blended, uint8 (``"weighted"`` and ``"crossfade"``: no frame depends on another)."""
+    """Frame ``n``'s two passes blended, uint8 (``"weighted"`` and ``"crossfade"``: no frame depends on another).
+
+    Runs on worker threads, so it does not ask ``ctx.check_cancel()``: a farm's cancel answers
+    only on the task's thread, whose loop asks it for every frame.
+    """
     from . import blend
 
-    ctx.check_cancel()
     f = load_sealed(work / f"fwd_{n}.npz")
     b = load_sealed(work / f"bwd_{n}.npz")
     position = (n - span.key_a) / float(span.key_b - span.key_a)

@@ -51,6 +51,8 @@ class JobContext:
             self.done += units
 
     def check_cancel(self):
+        """Raise Cancelled once the job is cancelled. Ask it on a task's own thread (or a pass's): a
+        farm's cancel, a Dask Event, answers only on the thread Dask runs the task on."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("propagation cancelled; complete frames are kept and a re-run resumes")
 
@@ -73,10 +75,13 @@ class JobContext:
                 self.record.save()
             write_bytes_atomic(path, data)
 
-    def flows(self, n, prev):
-        """Flow from frame ``n`` to ``prev`` and back (one cache entry per ordered pair)."""
+    def flows(self, n, prev, *, split=True):
+        """Flow from frame ``n`` to ``prev`` and back (one cache entry per ordered pair).
+
+        ``split``: see :meth:`engine.flow.FlowCache.pair`.
+        """
         a, b = (prev, n) if prev < n else (n, prev)
-        fwd, bwd = self.flow_cache.pair(self.source.read(a), self.source.read(b))
+        fwd, bwd = self.flow_cache.pair(self.source.read(a), self.source.read(b), split=split)
         return (bwd, fwd) if prev < n else (fwd, bwd)
 
 class Pass:

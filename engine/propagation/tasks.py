@@ -6,6 +6,7 @@ it is done; a task whose record matches and whose outputs are intact does
 nothing, so re-submitting a job resumes it.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import json
 import os
@@ -253,12 +254,35 @@ def _run_key(plan, task, env):
 
 
 def _run_flow(plan, task, env):
+    import cv2
+
     env.check_sources([n for pair in task["pairs"] for n in pair])
-    names = {}
-    for a, b in task["pairs"]:
-        env.ctx.check_cancel()
-        env.ctx.flows(b, a)
-    return 0, names
+    pairs = task["pairs"]
+
+    def one(pair):
+        a, b = pair
+        env.ctx.flows(b, a, split=workers == 1)
+
+    # Whole pairs on two threads: each computes both directions and then stores them, so one
+    # pair's hashing and writing overlaps the other's DIS (with the two directions of one pair
+    # on two threads, a core waits for the slower direction and then for the writing).
+    workers = 2 if cv2.getNumThreads() > 1 and len(pairs) > 1 else 1
+    if workers == 1:
+        for pair in pairs:
+            env.ctx.check_cancel()
+            one(pair)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="karwai-flow-pairs") as pool:
+            futures = [pool.submit(one, pair) for pair in pairs]
+            try:
+                for future in futures:
+                    # Asked here, on the task's thread: a farm's cancel (a Dask Event) answers only there.
+                    env.ctx.check_cancel()
+                    future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+    return 0, {}
 
 
 def _work_dir(plan, task):
