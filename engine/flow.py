@@ -342,9 +342,12 @@ def identity_grid(h, w):
 
 
 def _maps(flow):
+    """``cv2.remap``'s maps for ``flow``: ``x + dx`` and ``y + dy`` (float32, contiguous)."""
     h, w = flow.shape[:2]
-    grid = identity_grid(h, w)
-    return grid[..., 0] + flow[..., 0], grid[..., 1] + flow[..., 1]
+    map_x, map_y = cv2.split(flow)  # contiguous channels: NumPy's ops on strided ones run slower
+    map_x += np.arange(w, dtype=np.float32)
+    map_y += np.arange(h, dtype=np.float32)[:, None]
+    return map_x, map_y
 
 
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
@@ -480,11 +483,24 @@ def consistency_mask(flow, flow_back, *, alpha=0.01, beta=0.5):
     h, w = flow.shape[:2]
     map_x, map_y = _maps(flow)
     back = cv2.remap(flow_back, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    fx, fy, bx, by = flow[..., 0], flow[..., 1], back[..., 0], back[..., 1]
-    lhs = (fx + bx) ** 2 + (fy + by) ** 2
-    rhs = alpha * (fx * fx + fy * fy + bx * bx + by * by) + beta
+    # |f + b|^2 < alpha (|f|^2 + |b|^2) + beta, in float32 (alpha and beta as float32), on
+    # contiguous channels and in place: the values of the plain expression, in a fraction of the time.
+    fx, fy = cv2.split(flow)
+    bx, by = cv2.split(back)
+    lhs = fx + bx
+    lhs *= lhs
+    sum_y = fy + by
+    sum_y *= sum_y
+    lhs += sum_y
+    rhs = fx * fx
+    for part in (fy, bx, by):
+        part *= part
+        rhs += part
+    rhs *= np.float32(alpha)
+    rhs += np.float32(beta)
     inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
-    return (lhs < rhs) & inside
+    inside &= lhs < rhs
+    return inside
 
 
 def motion_boundary_mask(flow, *, alpha=0.01, beta=0.002):

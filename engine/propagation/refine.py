@@ -143,6 +143,12 @@ def smoothing_step(current, previous, flow_to_previous, flow_from_previous, *, s
     """
     valid = consistency_mask(flow_to_previous, flow_from_previous)
     warped = warp(np.asarray(previous, np.float32), flow_to_previous)
-    weight = (np.float32(strength) * valid.astype(np.float32))[:, :, None]
+    weight = np.float32(strength) * valid.astype(np.float32)
     current = np.asarray(current, np.float32)
-    return current + weight * (warped - current)
+    # ``current + weight * (warped - current)``, a channel at a time (as in blend.weighted_blend).
+    out = np.empty(current.shape, np.float32)
+    for c in range(current.shape[2]):
+        step = warped[:, :, c] - current[:, :, c]
+        step *= weight
+        np.add(current[:, :, c], step, out=out[:, :, c])
+    return out
