@@ -357,3 +357,21 @@ def test_real_clip_flow_explains_motion():
     warped_err = np.abs(warp(b, fwd).astype(float) - a)[mask].mean()
     still_err = np.abs(b.astype(float) - a)[mask].mean()
     assert warped_err < 0.6 * still_err
+
+
+def test_consistency_mask_is_the_plain_float32_expression_bit_for_bit():
+    # The mask is computed on split channels, in place; it must be the formula of its docstring
+    # evaluated plainly in float32 (alpha and beta as float32), pixel for pixel.
+    rng = np.random.default_rng(3)
+    h, w = 23, 31
+    for scale in (0.5, 6.0):
+        f = ((rng.random((h, w, 2)) - 0.5) * scale).astype(np.float32)
+        b = (-f + (rng.random((h, w, 2)) - 0.5) * 0.4).astype(np.float32)
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        mx, my = xs + f[..., 0], ys + f[..., 1]
+        back = cv2.remap(b, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        fx, fy, bx, by = f[..., 0], f[..., 1], back[..., 0], back[..., 1]
+        lhs = (fx + bx) ** 2 + (fy + by) ** 2
+        rhs = np.float32(0.01) * (fx * fx + fy * fy + bx * bx + by * by) + np.float32(0.5)
+        inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        np.testing.assert_array_equal(consistency_mask(f, b), (lhs < rhs) & inside)

@@ -229,3 +229,27 @@ def test_finishing_gives_the_same_frames_whatever_memory_and_threads_it_has(tmp_
         result = propagate(tmp_path / "in", keys, out=tmp_path / name, settings=settings)
         outs[name] = [p.read_bytes() for p in result.frames]
     assert outs["threads"] == outs["none"] == outs["one"]
+
+
+def test_smoothing_step_and_weighted_blend_are_their_plain_expressions_bit_for_bit():
+    # Both run a channel at a time; the values must be those of the broadcast expressions.
+    from engine.flow import consistency_mask, warp
+    from engine.propagation import blend
+
+    rng = np.random.default_rng(4)
+    h, w = 21, 34
+    cur = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    prev = (rng.random((h, w, 3)) * 255).astype(np.float32)
+    f = ((rng.random((h, w, 2)) - 0.5) * 3).astype(np.float32)
+    b = (-f + (rng.random((h, w, 2)) - 0.5)).astype(np.float32)
+    weight = (np.float32(0.8) * consistency_mask(f, b).astype(np.float32))[:, :, None]
+    expected = cur.astype(np.float32) + weight * (warp(prev, f) - cur.astype(np.float32))
+    got = refine.smoothing_step(cur, prev, f, b, strength=0.8)
+    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+
+    err_f = (rng.random((h, w)) * 900).astype(np.float32)
+    err_b = (rng.random((h, w)) * 900).astype(np.float32)
+    wf = blend.error_weights(err_f, err_b, position=0.4)[:, :, None]
+    expected = wf * cur.astype(np.float32) + (1.0 - wf) * prev
+    got = blend.weighted_blend(cur, err_f, prev, err_b, position=0.4)
+    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
