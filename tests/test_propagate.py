@@ -413,6 +413,26 @@ def test_the_output_does_not_depend_on_the_thread_count_and_passes_run_side_by_s
     assert results["1"][1] == results["2"][1]
 
 
+def test_numba_threads_applies_to_the_calling_thread_only_and_is_restored():
+    import threading
+
+    import numba
+
+    from engine.propagation.side_by_side import numba_threads
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    before = numba.get_num_threads()
+    seen = []
+    with numba_threads(1):
+        assert numba.get_num_threads() == 1
+        other = threading.Thread(target=lambda: seen.append(numba.get_num_threads()))
+        other.start()
+        other.join()
+    assert seen == [numba.config.NUMBA_NUM_THREADS]  # another thread keeps numba's default
+    assert numba.get_num_threads() == before
+
+
 def test_passes_run_side_by_side_up_to_1080p_and_not_beyond(monkeypatch):
     import numba
 

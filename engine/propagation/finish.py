@@ -90,14 +90,23 @@ def finish_span(ctx, span, work, fp):
     one, so the frames next to a key follow it. Deterministic, and cheap next to
     the passes, so a resumed job simply runs it again over the whole span.
     """
+    from .side_by_side import numba_threads, tail_workers
+
+    h, w = ctx.source.size
+    workers = tail_workers(h * w)
+    # This thread's own kernels (the flow cache's float16 conversions) on one numba thread: the
+    # blending and tail threads keep the other cores busy.
+    with numba_threads(1) if workers else contextlib.nullcontext():
+        _finish_span(ctx, span, work, fp, workers)
+
+
+def _finish_span(ctx, span, work, fp, workers):
     from . import refine
-    from .side_by_side import Tail, tail_workers
+    from .side_by_side import Tail
 
     settings = ctx.settings
     strength = float(settings.temporal_smoothing)
     frames = list(span.frames)
-    h, w = ctx.source.size
-    workers = tail_workers(h * w)
     if span.kind == "between" and not _blends_alone(ctx, span):
         blend_span(ctx, span, work)
 

@@ -263,6 +263,13 @@ def _run_flow(plan, task, env):
         a, b = pair
         env.ctx.flows(b, a, split=workers == 1)
 
+    def one_of_two(pair):
+        from .side_by_side import numba_threads
+
+        # One numba thread for the float16 conversions: the other pair's thread has the other core.
+        with numba_threads(1):
+            one(pair)
+
     # Whole pairs on two threads: each computes both directions and then stores them, so one
     # pair's hashing and writing overlaps the other's DIS (with the two directions of one pair
     # on two threads, a core waits for the slower direction and then for the writing).
@@ -273,7 +280,7 @@ def _run_flow(plan, task, env):
             one(pair)
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="karwai-flow-pairs") as pool:
-            futures = [pool.submit(one, pair) for pair in pairs]
+            futures = [pool.submit(one_of_two, pair) for pair in pairs]
             try:
                 for future in futures:
                     # Asked here, on the task's thread: a farm's cancel (a Dask Event) answers only there.
