@@ -212,20 +212,25 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
         channel_weights += [w / g.shape[2]] * g.shape[2]
     sqrt_w = np.sqrt(np.asarray(channel_weights, np.float32))
 
-    def source_features(s_hw):
-        """Style and source guides as one float32 array at size ``s_hw``.
+    def source_parts(s_hw):
+        """Style and source guides at size ``s_hw``: a list of (H, W, C_i) arrays, style first.
 
-        Made only when a level's source rows are not prepared yet, and not
-        kept at full size: a propagation pass needs it once, for its first frame.
+        At full size they go as they are (uint8 or float32) into the padded source
+        rows, without first being copied into one float32 array (at 1080p that
+        copy alone is 100 MB, made by both passes as they start). Below full size
+        they are one float32 array, resized from the full-size one; made only
+        when a level's source rows are not prepared yet.
         """
-        level = prepared.get(("src", s_hw)) if s_hw != source_hw else made.get("full")
+        if tuple(s_hw) == tuple(source_hw):
+            return [style] + list(source_guides)
+        level = prepared.get(("src", s_hw))
         if level is None:
             full = made.get("full")
             if full is None:
                 full = made["full"] = np.concatenate(
                     [style.astype(np.float32)] + [g.astype(np.float32) for g in source_guides], axis=2)
-            level = full if s_hw == source_hw else prepared.setdefault(("src", s_hw), resize(full, s_hw))
-        return level
+            level = prepared.setdefault(("src", s_hw), resize(full, s_hw))
+        return [level]
 
     made = {}  # the full-size source features, for this call only
 
@@ -256,7 +261,7 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
         else:
             radius_cap = FINE_SEARCH_RADIUS
         image, nnf, error = _run_level(
-            lambda s_hw=s_hw: source_features(s_hw), s_hw, target_guides_at(t_hw), style.shape[2], sqrt_w,
+            lambda s_hw=s_hw: source_parts(s_hw), s_hw, target_guides_at(t_hw), style.shape[2], sqrt_w,
             nnf, patch_size, uniformity,
             schedule.search_vote_iters[level], schedule.patchmatch_iters[level],
             radius_cap, vote == "weighted", vote_radius, rng,
@@ -264,7 +269,7 @@ def synthesize(style, source_guides, target_guides, *, guide_weights, style_weig
 
     if extra_pass_3x3:
         image, nnf, error = _run_level(
-            lambda: source_features(tuple(source_hw)), tuple(source_hw), target_guides, style.shape[2], sqrt_w,
+            lambda: source_parts(tuple(source_hw)), tuple(source_hw), target_guides, style.shape[2], sqrt_w,
             nnf, 3, 0.0,
             2, schedule.patchmatch_iters[-1], FINE_SEARCH_RADIUS, vote == "weighted",
             max(1, 1 + vote_radius - patch_size // 2), rng, prepared=prepared)
@@ -310,10 +315,12 @@ def make_schedule(levels, *, warm, search_vote_iters=None, patchmatch_iters=None
 class _Features:
     """Source and padded target feature rows of one level (see ``kernels``).
 
-    ``source`` is a callable giving the source features (style, then guides;
-    only called when the source rows are not prepared yet), ``tgt_guides`` a
-    list of (Ht, Wt, C_i) target guides, uint8 or float32, written one by one
-    into the padded target rows after the style channels.
+    ``source`` is a callable giving the source features as a list of (Hs, Ws,
+    C_i) arrays, uint8 or float32, whose channels are those of ``sqrt_w`` in
+    order (only called when the source rows are not prepared yet);
+    ``tgt_guides`` a list of (Ht, Wt, C_i) target guides, written one by one
+    into the padded target rows after the style channels. Both sets of rows
+    hold every value times its channel's ``sqrt_w``, edge-padded.
     """
 
     def __init__(self, source, s_hw, t_hw, tgt_guides, n_style, sqrt_w, patch, prepared, name):
@@ -328,8 +335,7 @@ class _Features:
         key = ("features", name, (hs, ws), patch, sqrt_w.tobytes())
         self.src = prepared.get(key)
         if self.src is None:
-            self.src = prepared[key] = np.pad(source() * sqrt_w, ((r, r), (r, r), (0, 0)), mode="edge").reshape(
-                hs + 2 * r, (ws + 2 * r) * channels)
+            self.src = prepared[key] = _padded_rows(source(), sqrt_w, (hs, ws), 0, patch)
         # Every value of the target rows is written below or by set_style before use, so a
         # ``reuse`` dict keeps the buffer for the next frame: at 1080p it is 75 MB, which
         # fresh from the system would be page faults on every frame.
@@ -337,18 +343,30 @@ class _Features:
         self.tgt = prepared.get(rows_key)
         if self.tgt is None:
             self.tgt = prepared[rows_key] = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
-        offset = n_style
-        for guide in tgt_guides:
-            c = guide.shape[2]
-            kernels.write_padded(guide, np.ascontiguousarray(sqrt_w[offset:offset + c]), self.tgt, channels,
-                                 offset, patch)
-            offset += c
+        _write_rows(tgt_guides, sqrt_w, self.tgt, n_style, patch)
         # Every style channel takes the style weight (sqrt_w[0]), in sqrt_w's dtype.
         self.style_scales = np.full(n_style, sqrt_w[0], sqrt_w.dtype) if n_style else None
 
     def set_style(self, image):
         if self.style_scales is not None:
             kernels.write_padded(image, self.style_scales, self.tgt, self.channels, 0, self.patch)
+
+
+def _write_rows(parts, sqrt_w, rows, offset, patch):
+    """Write ``parts`` (H, W, C_i), times their channels' ``sqrt_w``, into padded ``rows`` from channel ``offset``."""
+    channels = len(sqrt_w)
+    for part in parts:
+        c = part.shape[2]
+        kernels.write_padded(part, np.ascontiguousarray(sqrt_w[offset:offset + c]), rows, channels, offset, patch)
+        offset += c
+
+
+def _padded_rows(parts, sqrt_w, hw, offset, patch):
+    """New padded feature rows (see ``kernels``) holding ``parts`` times ``sqrt_w``: ``np.pad(.., "edge")``'s values."""
+    r = patch // 2
+    rows = np.empty((hw[0] + 2 * r, (hw[1] + 2 * r) * len(sqrt_w)), np.float32)
+    _write_rows(parts, sqrt_w, rows, offset, patch)
+    return rows
 
 
 def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity,
@@ -366,7 +384,8 @@ def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity
     ht, wt = t_hw = tgt_guides[0].shape[:2]
     style_src = prepared.get(("style_src", hs, ws))
     if style_src is None:
-        style_src = prepared[("style_src", hs, ws)] = np.ascontiguousarray(source()[:, :, :n_style])
+        style_src = prepared[("style_src", hs, ws)] = np.ascontiguousarray(source()[0][:, :, :n_style],
+                                                                           dtype=np.float32)
     full = None
     omega_best = (ht * wt) / float(hs * ws) * patch * patch
     occ_scale = np.float32(uniformity / (patch * patch * omega_best))
@@ -382,7 +401,7 @@ def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity
     for it in range(n_search_vote):
         guides_only = it == 0 and guides_only_first
         if guides_only:
-            feats = _Features(lambda: source()[:, :, n_style:], s_hw, t_hw, tgt_guides, 0, sqrt_w[n_style:], patch,
+            feats = _Features(lambda: _drop_channels(source(), n_style), s_hw, t_hw, tgt_guides, 0, sqrt_w[n_style:], patch,
                               prepared, "guides")
         else:
             if full is None:
@@ -415,7 +434,7 @@ def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity
     if full is None:
         # Only a guides-only search ran: its errors are exact for the guides,
         # so add just the style term against the final image.
-        style_only = _Features(lambda: style_src, s_hw, t_hw, [], n_style, sqrt_w[:n_style], patch, prepared, "style")
+        style_only = _Features(lambda: [style_src], s_hw, t_hw, [], n_style, sqrt_w[:n_style], patch, prepared, "style")
         style_only.set_style(image)
         style_err = np.empty_like(err)
         kernels.nnf_error(style_only.src, style_only.tgt, nnf, patch, n_style, everywhere, style_err)
@@ -423,6 +442,19 @@ def _run_level(source, s_hw, tgt_guides, n_style, sqrt_w, nnf, patch, uniformity
     full.set_style(image)
     kernels.nnf_error(full.src, full.tgt, nnf, patch, full.channels, everywhere, err)
     return image, nnf, err
+
+
+def _drop_channels(parts, count):
+    """``parts`` (a list of (H, W, C_i) arrays) without their first ``count`` channels."""
+    kept = []
+    for part in parts:
+        c = part.shape[2]
+        if count >= c:
+            count -= c
+            continue
+        kept.append(part[:, :, count:])
+        count = 0
+    return kept
 
 
 def _search_radii(max_radius):
