@@ -448,3 +448,18 @@ def test_passes_run_side_by_side_up_to_1080p_and_not_beyond(monkeypatch):
     assert side_by_side.pass_threads(3840 * 2160) == 1
     monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")  # not safe from two threads
     assert side_by_side.pass_threads(640 * 360) == 1
+
+
+def test_two_tail_threads_up_to_1080p_and_one_beyond(monkeypatch):
+    import cv2
+    import numba
+
+    from engine.propagation import side_by_side
+
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(cv2, "getNumThreads", lambda: 2)
+    assert side_by_side.tail_workers(640 * 360) == 2
+    assert side_by_side.tail_workers(1920 * 1080) == 2
+    assert side_by_side.tail_workers(2560 * 1440) == 1
+    monkeypatch.setattr(cv2, "getNumThreads", lambda: 1)
+    assert side_by_side.tail_workers(640 * 360) == 0

@@ -150,15 +150,18 @@ class Tail:
 
 #: Memory one frame's tail takes while it runs, per pixel (detail bands in float32).
 TAIL_BYTES_PER_PIXEL = 100
-#: The most memory the tails in flight may take together.
-TAIL_MAX_BYTES = 256 << 20
+#: The most memory the tails in flight may take together: 1080p's two (414 MB) fit, and the
+#: finishing then stays under what the passes before it took (bench speed's 1080p peak RSS
+#: did not move); with one, the single tail thread held up 1080p's finishing (4.95 s against
+#: 4.72 s with two, ``bench profile --case 1080p``'s stages).
+TAIL_MAX_BYTES = 512 << 20
 
 
 def tail_workers(frame_pixels=0):
     """Worker threads for :class:`Tail` for frames of ``frame_pixels`` pixels.
 
     2 where numba and OpenCV may use two threads or more and two tails fit in
-    ``TAIL_MAX_BYTES``, 1 where only one does (1080p), 0 with one thread.
+    ``TAIL_MAX_BYTES`` (up to 1080p), 1 where only one does, 0 with one thread.
     """
     import cv2
     import numba
