@@ -73,3 +73,27 @@ def test_large_blocks_come_from_the_heap_once_tuned():
 def test_a_users_own_malloc_setting_is_left_alone():
     # The user asked for mappings from 1 MiB up: the job does not override it.
     assert _mapped_blocks("tuned", MALLOC_MMAP_THRESHOLD_=str(1 << 20)) == 1
+
+
+HUGE_PAGES = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from engine.allocator import tune_for_jobs
+tune_for_jobs()
+core = getattr(np, "_core", None) or np.core
+print(int(core.multiarray._get_madvise_hugepage()))
+"""
+
+
+def _numpy_huge_pages(**env):
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGES, str(ROOT)], capture_output=True, text=True,
+                         env={**{k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}, **env},
+                         check=True)
+    return int(out.stdout.strip())
+
+
+def test_a_job_turns_numpys_huge_page_advice_off_unless_the_user_set_it():
+    # NumPy's own switch (numpy/__init__.py reads NUMPY_MADVISE_HUGEPAGE and calls this setter).
+    assert _numpy_huge_pages() == 0
+    assert _numpy_huge_pages(NUMPY_MADVISE_HUGEPAGE="1") == 1
