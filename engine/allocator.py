@@ -1,4 +1,4 @@
-"""How the C allocator keeps the memory of a job's large arrays (glibc only).
+"""How the C allocator keeps the memory of a job's large arrays (glibc only), and NumPy's huge pages.
 
 A propagation job allocates and frees arrays of 2 to 75 MB several times a
 frame, from several threads (the passes, flow, finishing and numba's). With
@@ -55,7 +55,9 @@ _lock = threading.Lock()
 
 
 def tune_for_jobs():
-    """Set glibc's allocator for a job's large arrays, once per process (see the module's notes).
+    """Set glibc's allocator for a job's large arrays, and NumPy's huge-page advice off, once per process.
+
+    See the module's notes for both.
 
     Returns
     -------

@@ -207,9 +207,11 @@ def propagate(frames, keys, *, out, settings=None, masks=None, progress=None, ca
     job at a time may run in an output folder (an OS-level lock).
 
     Memory: on Linux with glibc the first job in a process sets the C
-    allocator to two arenas and fixed thresholds for the rest of the process
-    (:mod:`engine.allocator`); a ``MALLOC_*`` environment variable set by the
-    caller is left as it is.
+    allocator to two arenas and fixed thresholds for the rest of the process,
+    and the first job anywhere turns off NumPy's huge-page advice for the rest
+    of the process (:mod:`engine.allocator`); a ``MALLOC_*`` or
+    ``NUMPY_MADVISE_HUGEPAGE`` environment variable set by the caller is left
+    as it is.
     """
     t_start = time.perf_counter()
     # Every argument is checked before anything is created or written.
