@@ -21,9 +21,10 @@ NumPy's huge-page advice is turned off as well (on Linux it asks the kernel,
 more). Where the kernel's ``transparent_hugepage/defrag`` is ``madvise``, a
 common default, the first touch of such an array makes the kernel compact
 memory on the spot to find those pages: on the test machine 0.4 to 0.8 s for
-each new 75 MB buffer of a 1080p pass, against 12 ms with ordinary pages. A
-1080p job took 22.5 to 25 s without the advice and 27 to 28 s with it; at
-640x360, where the buffers are small, no difference. NumPy reads
+each new 75 MB buffer of a 1080p pass, against 12 ms with ordinary pages. In
+one hour a 1080p job took 22.5 to 25 s without the advice and 27 to 28 s with
+it; an hour later, the kernel's memory compacted by then, 28 to 30 s either
+way. At 640x360, where the buffers are small, no difference. NumPy reads
 ``NUMPY_MADVISE_HUGEPAGE`` when imported (``numpy/__init__.py``) and passes it
 to ``multiarray._set_madvise_hugepage``; a value the user set there is left alone.
 """

@@ -62,7 +62,7 @@ def numba_threads(count):
 
     For a thread whose own worker threads keep the cores busy: a parallel kernel it launched on
     more than one thread would wait, at its join, for numba threads the system has no core for
-    (a flow-cache hit in the finishing took 11 ms instead of 0.5 beside the blending threads).
+    (a flow-cache hit in the finishing took 11 ms instead of 0.7 beside the blending threads).
     """
     import numba
 
@@ -151,9 +151,10 @@ class Tail:
 #: Memory one frame's tail takes while it runs, per pixel (detail bands in float32).
 TAIL_BYTES_PER_PIXEL = 100
 #: The most memory the tails in flight may take together: 1080p's two (414 MB) fit, and the
-#: finishing then stays under what the passes before it took (bench speed's 1080p peak RSS
-#: did not move); with one, the single tail thread held up 1080p's finishing (4.95 s against
-#: 4.72 s with two, ``bench profile --case 1080p``'s stages).
+#: finishing then stays under what the passes before it took (``bench speed``'s 1080p peak
+#: RSS did not move); with one tail thread, that thread (detail, PNG) was 1080p's finishing's
+#: bottleneck while the other core waited (the finishing of one job, timed alone: 4.95 s with
+#: one, 4.72 s with two).
 TAIL_MAX_BYTES = 512 << 20
 
 

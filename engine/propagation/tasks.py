@@ -256,30 +256,27 @@ def _run_key(plan, task, env):
 def _run_flow(plan, task, env):
     import cv2
 
+    from .side_by_side import numba_threads
+
     env.check_sources([n for pair in task["pairs"] for n in pair])
     pairs = task["pairs"]
 
-    def one(pair):
-        a, b = pair
-        env.ctx.flows(b, a, split=workers == 1)
-
     def one_of_two(pair):
-        from .side_by_side import numba_threads
-
-        # One numba thread for the float16 conversions: the other pair's thread has the other core.
+        # The pair's two directions one after the other, and one numba thread for the float16
+        # conversions: the other pair's thread has the other core.
+        a, b = pair
         with numba_threads(1):
-            one(pair)
+            env.ctx.flows(b, a, split=False)
 
     # Whole pairs on two threads: each computes both directions and then stores them, so one
     # pair's hashing and writing overlaps the other's DIS (with the two directions of one pair
     # on two threads, a core waits for the slower direction and then for the writing).
-    workers = 2 if cv2.getNumThreads() > 1 and len(pairs) > 1 else 1
-    if workers == 1:
-        for pair in pairs:
+    if cv2.getNumThreads() <= 1 or len(pairs) <= 1:
+        for a, b in pairs:
             env.ctx.check_cancel()
-            one(pair)
+            env.ctx.flows(b, a)
     else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="karwai-flow-pairs") as pool:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="karwai-flow-pairs") as pool:
             futures = [pool.submit(one_of_two, pair) for pair in pairs]
             try:
                 for future in futures:

@@ -335,7 +335,7 @@ class _Features:
         key = ("features", name, (hs, ws), patch, sqrt_w.tobytes())
         self.src = prepared.get(key)
         if self.src is None:
-            self.src = prepared[key] = _padded_rows(source(), sqrt_w, (hs, ws), 0, patch)
+            self.src = prepared[key] = _padded_rows(source(), sqrt_w, (hs, ws), patch)
         # Every value of the target rows is written below or by set_style before use, so a
         # ``reuse`` dict keeps the buffer for the next frame: at 1080p it is 75 MB, which
         # fresh from the system would be page faults on every frame.
@@ -361,11 +361,11 @@ def _write_rows(parts, sqrt_w, rows, offset, patch):
         offset += c
 
 
-def _padded_rows(parts, sqrt_w, hw, offset, patch):
+def _padded_rows(parts, sqrt_w, hw, patch):
     """New padded feature rows (see ``kernels``) holding ``parts`` times ``sqrt_w``: ``np.pad(.., "edge")``'s values."""
     r = patch // 2
     rows = np.empty((hw[0] + 2 * r, (hw[1] + 2 * r) * len(sqrt_w)), np.float32)
-    _write_rows(parts, sqrt_w, rows, offset, patch)
+    _write_rows(parts, sqrt_w, rows, 0, patch)
     return rows
 
 
