@@ -10,7 +10,10 @@ PatchMatch, patch errors, voting), blending, temporal smoothing, detail
 restoration, frame reading, pass-state files, PNG encoding and writing.
 Times are exclusive (a stage's time excludes the stages timed inside it), so
 the rows sum to the timed total; "untimed" is the rest of the wall time.
-Divided by the number of frames propagated (keys excluded). Stages that ran on
+Divided by the number of frames propagated (keys excluded). Beside each
+stage's time, its CPU time and minor page faults on the calling thread (a
+parallel numba kernel's work on numba's threads is not in them), and above the
+table the whole process's user and system time and page faults. Stages that ran on
 other threads (the backward flow beside the forward one; the two passes of a
 span side by side) are marked so: they overlap the main thread's time, and
 each other's, and are left out of the main thread's sum.
@@ -19,6 +22,7 @@ each other's, and are left out of the main thread's sum.
 import argparse
 from collections import defaultdict
 import importlib
+import resource
 from pathlib import Path
 import sys
 import tempfile
@@ -66,10 +70,17 @@ TARGETS = [
 ]
 
 
+def _thread_counters():
+    """(CPU seconds, minor page faults) of the calling thread so far."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return np.array([usage.ru_utime + usage.ru_stime, usage.ru_minflt], dtype=np.float64)
+
+
 class Timers:
     def __init__(self):
         self.total = defaultdict(float)
         self.calls = defaultdict(int)
+        self.counters = defaultdict(lambda: np.zeros(2))  # CPU seconds, minor faults (exclusive)
         self.local = threading.local()
 
     def wrap(self, fn, label):
@@ -87,17 +98,21 @@ class Timers:
             thread = threading.current_thread()
             if thread is not threading.main_thread():
                 name += " [flow thread]" if thread.name.startswith("karwai-flow") else " [pass threads]"
-            stack.append(0.0)
+            stack.append([0.0, np.zeros(2)])
             t0 = time.perf_counter()
+            c0 = _thread_counters()
             try:
                 return fn(*args, **kwargs)
             finally:
                 spent = time.perf_counter() - t0
-                inner = stack.pop()
+                used = _thread_counters() - c0
+                inner, inner_used = stack.pop()
                 timers.total[name] += spent - inner
+                timers.counters[name] += used - inner_used
                 timers.calls[name] += 1
                 if stack:
-                    stack[-1] += spent
+                    stack[-1][0] += spent
+                    stack[-1][1] += used
         timed.__wrapped__ = fn
         return timed
 
@@ -153,16 +168,21 @@ def main(argv=None):
         timers = Timers()
         install(timers)
         t0 = time.perf_counter()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         propagate(clip, keys, out=Path(tmp) / "out")
         wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
     timed = sum(v for k, v in timers.total.items() if "[" not in k)
     beside = sum(v for k, v in timers.total.items() if "[" in k)
     print(f"=== profile {args.case} {args.style}: {len(frames)} frames, {n_frames} propagated, "
           f"wall {wall:.1f} s = {wall / n_frames:.3f} s/frame")
-    print(f"{'stage':<44}{'calls':>7}{'s total':>9}{'s/frame':>9}{'share':>7}")
+    print(f"process: {r1.ru_utime - r0.ru_utime:.1f} s user, {r1.ru_stime - r0.ru_stime:.1f} s system, "
+          f"{(r1.ru_minflt - r0.ru_minflt) / n_frames:.0f} minor page faults per frame")
+    print(f"{'stage':<44}{'calls':>7}{'s total':>9}{'s/frame':>9}{'share':>7}{'cpu s/fr':>9}{'faults/fr':>10}")
     for name, seconds in sorted(timers.total.items(), key=lambda kv: -kv[1]):
+        cpu, faults = timers.counters[name]
         print(f"{name:<44}{timers.calls[name]:>7}{seconds:>9.2f}{seconds / n_frames:>9.3f}"
-              f"{100 * seconds / wall:>6.1f}%")
+              f"{100 * seconds / wall:>6.1f}%{cpu / n_frames:>9.3f}{faults / n_frames:>10.0f}")
     print(f"{'sum of stages':<44}{'':>7}{timed:>9.2f}{timed / n_frames:>9.3f}{100 * timed / wall:>6.1f}%")
     print(f"{'untimed on the main thread':<44}{'':>7}{wall - timed:>9.2f}"
           f"{(wall - timed) / n_frames:>9.3f}{100 * (wall - timed) / wall:>6.1f}%")

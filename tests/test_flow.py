@@ -240,6 +240,57 @@ def test_flow_pair_split_or_not_gives_the_same_flows():
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.skipif(not (CLIPS / "sam2_bedroom").is_dir(), reason="shared test clips not present")
+def test_a_kept_dis_object_gives_the_flows_of_fresh_ones():
+    # Real frames, different pairs and sizes one after the other on one kept object: OpenCV's DIS
+    # keeps its buffers between calls, and nothing of one call may reach the next.
+    from engine.frames import open_frames
+
+    source = open_frames(CLIPS / "sam2_bedroom")
+    frames = [source.read(n) for n in (1, 2, 3, 4)]
+    small = [cv2.resize(f, (200, 120), interpolation=cv2.INTER_AREA) for f in frames]
+    pairs = [(frames[0], frames[1]), (frames[2], frames[1]), (small[0], small[3]), (frames[3], frames[2]),
+             (small[2], small[1])]
+    fresh = [fl.compute_flow_pair(a, b, split=False) for a, b in pairs]
+    created = []
+    real_create = FlowParams.create
+
+    def counting_create(self, size=None):
+        created.append(size)
+        return real_create(self, size)
+
+    FlowParams.create = counting_create
+    try:
+        with fl.reusing_dis():
+            kept = [fl.compute_flow_pair(a, b, split=False) for a, b in pairs]
+            assert len(created) == 4  # a new object only when the size changes
+            fl.compute_flow_pair(*pairs[-1], split=False)
+            assert len(created) == 4
+        fl.compute_flow_pair(*pairs[-1], split=False)  # outside the block: a fresh object again
+        assert len(created) == 5
+    finally:
+        FlowParams.create = real_create
+    for (f1, b1), (f2, b2) in zip(fresh, kept):
+        np.testing.assert_array_equal(f1, f2)
+        np.testing.assert_array_equal(b1, b2)
+
+
+def test_kept_dis_objects_stay_on_their_thread_and_end_with_it():
+    a, b = shifted_pair(2.0, 1.0, h=48, w=64)
+    seen = {}
+
+    def on_thread():
+        fl.keep_dis_objects()
+        fl.compute_flow_pair(a, b, split=False)
+        seen["objects"] = dict(fl._KEPT.objects)
+
+    thread = threading.Thread(target=on_thread)
+    thread.start()
+    thread.join()
+    assert len(seen["objects"]) == 1
+    assert getattr(fl._KEPT, "objects", None) is None  # not this thread's
+
+
 def test_flow_cache_computes_pairs_from_several_threads_at_once(tmp_path, monkeypatch):
     # The cache's lock is not held while DIS runs: two threads' misses overlap, and every entry
     # is then a hit with the values a single thread gets.

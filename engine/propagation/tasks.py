@@ -256,6 +256,7 @@ def _run_key(plan, task, env):
 def _run_flow(plan, task, env):
     import cv2
 
+    from ..flow import keep_dis_objects, reusing_dis
     from .side_by_side import numba_threads
 
     env.check_sources([n for pair in task["pairs"] for n in pair])
@@ -272,11 +273,15 @@ def _run_flow(plan, task, env):
     # pair's hashing and writing overlaps the other's DIS (with the two directions of one pair
     # on two threads, a core waits for the slower direction and then for the writing).
     if cv2.getNumThreads() <= 1 or len(pairs) <= 1:
-        for a, b in pairs:
-            env.ctx.check_cancel()
-            env.ctx.flows(b, a)
+        with reusing_dis():
+            for a, b in pairs:
+                env.ctx.check_cancel()
+                env.ctx.flows(b, a)
     else:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="karwai-flow-pairs") as pool:
+        # The pool's threads keep their DIS objects (and buffers) from pair to pair; they end,
+        # and free them, with the task.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="karwai-flow-pairs",
+                                initializer=keep_dis_objects) as pool:
             futures = [pool.submit(one_of_two, pair) for pair in pairs]
             try:
                 for future in futures:
