@@ -19,6 +19,7 @@ from ..errors import Cancelled, FrameError
 from ..files import write_bytes_atomic
 from ..guides import advect_positions, apply_mask, frame_guides, guide_lists, keyframe_positions, temporal_guide
 from ..images import encode_image
+from .side_by_side import rebalance
 from .state import DamagedState, load_sealed, load_state, save_state
 
 __all__ = ["JobContext", "Pass", "run_pass"]
@@ -177,6 +178,7 @@ def _single_pass(ctx, one_pass, order, work, state_path, *, prefix, keep_error, 
     unsaved = False
     try:
         for n in order[start:]:
+            rebalance()  # the threads of a pass beside this one that has ended
             result, state, _ = one_pass.step(state, n)
             arrays = {"image": result.image, "error": result.error} if keep_error else {"image": result.image}
             save_state(work / f"{prefix}_{n}.npz", **arrays)

@@ -16,8 +16,9 @@ after the other.
 
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
+import threading
 
-__all__ = ["pass_threads", "run_side_by_side", "numba_threads"]
+__all__ = ["pass_threads", "run_side_by_side", "numba_threads", "rebalance"]
 
 #: numba threading layers that take kernels launched from several threads at once
 #: (numba's documentation, "The Threading Layers": tbb and omp are thread-safe,
@@ -84,11 +85,17 @@ def run_side_by_side(calls):
     """
     import numba
 
-    share = max(1, numba.get_num_threads() // len(calls))
+    group = _Group(numba.get_num_threads(), len(calls))
 
     def run(call):
-        numba.set_num_threads(share)
-        return call()
+        me = threading.get_ident()
+        _GROUPS[me] = group
+        numba.set_num_threads(group.share())
+        try:
+            return call()
+        finally:
+            del _GROUPS[me]
+            group.leave()
 
     with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="karwai-pass") as pool:
         futures = [pool.submit(run, call) for call in calls]
@@ -104,6 +111,43 @@ def run_side_by_side(calls):
 
         raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
     return results
+
+
+class _Group:
+    """The calls of one :func:`run_side_by_side` still running, and the numba threads they share."""
+
+    def __init__(self, threads, running):
+        self.threads = threads
+        self.running = running
+        self.lock = threading.Lock()
+
+    def share(self):
+        with self.lock:
+            return max(1, self.threads // max(1, self.running))
+
+    def leave(self):
+        with self.lock:
+            self.running -= 1
+
+
+#: The group of each thread :func:`run_side_by_side` runs a call on, by thread ident.
+_GROUPS = {}
+
+
+def rebalance():
+    """Take an equal share of numba's threads among the side-by-side calls still running.
+
+    For a long call to ask between steps, on its own thread (numba's count is
+    per thread): once the other pass is done, the one left gets its threads.
+    Two passes seldom end together (1080p: 1 to 3 s apart, with a core idle
+    meanwhile). Elsewhere, on threads not started by :func:`run_side_by_side`,
+    nothing changes. The kernels give the same bytes on any number of threads.
+    """
+    group = _GROUPS.get(threading.get_ident())
+    if group is not None:
+        import numba
+
+        numba.set_num_threads(group.share())
 
 
 class Tail:
