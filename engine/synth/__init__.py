@@ -338,11 +338,15 @@ class _Features:
             self.src = prepared[key] = _padded_rows(source(), sqrt_w, (hs, ws), patch)
         # Every value of the target rows is written below or by set_style before use, so a
         # ``reuse`` dict keeps the buffer for the next frame: at 1080p it is 75 MB, which
-        # fresh from the system would be page faults on every frame.
-        rows_key = ("target rows", name, (ht, wt), patch, channels)
-        self.tgt = prepared.get(rows_key)
-        if self.tgt is None:
-            self.tgt = prepared[rows_key] = np.empty((ht + 2 * r, (wt + 2 * r) * channels), np.float32)
+        # fresh from the system would be page faults on every frame. One buffer serves every
+        # name of a level (the guides-only rows, then the full ones, or the style's): a level
+        # uses them one after the other, never together, and at 1080p this keeps 50 MB a pass less.
+        shape = (ht + 2 * r, (wt + 2 * r) * channels)
+        rows_key = ("target rows", (ht, wt), patch)
+        buffer = prepared.get(rows_key)
+        if buffer is None or buffer.size < shape[0] * shape[1]:
+            buffer = prepared[rows_key] = np.empty(shape[0] * shape[1], np.float32)
+        self.tgt = buffer[:shape[0] * shape[1]].reshape(shape)
         _write_rows(tgt_guides, sqrt_w, self.tgt, n_style, patch)
         # Every style channel takes the style weight (sqrt_w[0]), in sqrt_w's dtype.
         self.style_scales = np.full(n_style, sqrt_w[0], sqrt_w.dtype) if n_style else None
