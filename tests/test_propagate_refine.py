@@ -49,6 +49,16 @@ def test_detail_ratio_of_a_frame_to_itself_is_one_and_follows_a_known_contrast()
     np.testing.assert_allclose(refine.detail_ratio(_contrast(frame, 2.0), frame), 2.0, rtol=1e-4)
 
 
+def test_restore_detail_takes_the_frame_energy_computed_beforehand():
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), 1.5)
+    ratio = np.array([0.7, 0.9, 1.1])
+    np.testing.assert_array_equal(
+        refine.restore_detail(image, frame, ratio),
+        refine.restore_detail(image, None, ratio, frame_energy=refine.detail_energy(frame)))
+
+
 def test_restore_detail_applies_the_predicted_gain_per_band():
     frame = _texture(seed=2)
     stylized = _contrast(frame, 1.5)  # a style with more contrast in its detail than its frame

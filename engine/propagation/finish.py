@@ -107,6 +107,10 @@ def _finish_span(ctx, span, work, fp, workers):
     settings = ctx.settings
     strength = float(settings.temporal_smoothing)
     frames = list(span.frames)
+    # Each frame's detail energy (its half of detail restoration, 0.14 s of CPU a 1080p frame)
+    # is computed by the blending threads, which the forward sweep leaves half idle, instead
+    # of by the tail threads of the backward one.
+    energies = {}
     if span.kind == "between" and not _blends_alone(ctx, span):
         blend_span(ctx, span, work)
 
@@ -138,7 +142,12 @@ def _finish_span(ctx, span, work, fp, workers):
         nonlocal kept_bytes
         blended = _blends_alone(ctx, span)
         if blended:
-            images = _ahead(lambda n: blend_frame(ctx, span, work, n), order, workers)
+            def blend_and_energy(n):
+                if settings.restore_detail:
+                    energies[n] = refine.detail_energy(ctx.source.read(n))
+                return blend_frame(ctx, span, work, n)
+
+            images = _ahead(blend_and_energy, order, workers)
         else:
             images = ((n, load_sealed(work / f"pass_{n}.npz")["image"]) for n in order)
         for n, image in images:
@@ -183,7 +192,7 @@ def _finish_span(ctx, span, work, fp, workers):
                 ratio = (1.0 - t) * ratios[span.key_a] + t * ratios[span.key_b]
             else:
                 (ratio,) = ratios.values()
-            image = refine.restore_detail(image, ctx.source.read(n), ratio)
+            image = refine.restore_detail(image, ctx.source.read(n), ratio, frame_energy=energies.pop(n, None))
         ctx.write_output(n, np.clip(np.rint(image), 0, 255).astype(np.uint8), fp)
         ctx.report(f"frame {n}: finished")
 

@@ -87,7 +87,7 @@ def detail_ratio(style, frame):
     return detail_energy(style) / np.maximum(detail_energy(frame), 1e-3)
 
 
-def restore_detail(image, frame, ratio, *, targets=DETAIL_TARGETS, max_gain=MAX_DETAIL_GAIN):
+def restore_detail(image, frame, ratio, *, targets=DETAIL_TARGETS, max_gain=MAX_DETAIL_GAIN, frame_energy=None):
     """Scale the detail bands of ``image`` towards the detail predicted from ``frame``.
 
     Parameters
@@ -102,6 +102,8 @@ def restore_detail(image, frame, ratio, *, targets=DETAIL_TARGETS, max_gain=MAX_
         Share of the predicted detail to restore, per band.
     max_gain : float
         Largest gain for a band.
+    frame_energy : array_like, optional
+        ``detail_energy(frame)``, when the caller computed it already (``frame`` is then not read).
 
     Returns
     -------
@@ -111,7 +113,9 @@ def restore_detail(image, frame, ratio, *, targets=DETAIL_TARGETS, max_gain=MAX_
     out = np.array(image, np.float32)
     colour = out[:, :, :3]
     bands, base = detail_bands(colour)
-    want = np.asarray(ratio, np.float64) * detail_energy(frame)
+    if frame_energy is None:
+        frame_energy = detail_energy(frame)
+    want = np.asarray(ratio, np.float64) * np.asarray(frame_energy, np.float64)
     result = base
     for band, target, wanted in zip(bands, targets, want):
         have = float(np.abs(band).mean())
