@@ -335,8 +335,8 @@ def keep_dis_objects():
     starts from a zero flow at its coarsest level and rewrites every buffer it
     reads, so the flow is the same as a fresh object's (tested). A fresh object
     per direction made the kernel zero about 300 MB of new pages at 1080p: 18
-    directions on two threads took 5.2 s (1.8 s of it system time) fresh and
-    4.5 s (0.55 s) reused, and the whole 1080p job had 0.32 million page faults
+    directions on two threads took 5.2 s, with 1.8 s of system time, fresh and
+    4.5 s, with 0.55 s, reused, and the whole 1080p job had 0.32 million page faults
     against 1.0 to 1.5 million. The object holds that memory (about 380 MB at
     1080p) for as long as the thread lives, so only threads that end with their
     work call this: the flow task's pool threads (their ``initializer``), not a

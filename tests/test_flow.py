@@ -241,7 +241,7 @@ def test_flow_pair_split_or_not_gives_the_same_flows():
 
 
 @pytest.mark.skipif(not (CLIPS / "sam2_bedroom").is_dir(), reason="shared test clips not present")
-def test_a_kept_dis_object_gives_the_flows_of_fresh_ones():
+def test_a_kept_dis_object_gives_the_flows_of_fresh_ones(monkeypatch):
     # Real frames, different pairs and sizes one after the other on one kept object: OpenCV's DIS
     # keeps its buffers between calls, and nothing of one call may reach the next.
     from engine.frames import open_frames
@@ -259,23 +259,20 @@ def test_a_kept_dis_object_gives_the_flows_of_fresh_ones():
         created.append(size)
         return real_create(self, size)
 
-    FlowParams.create = counting_create
-    try:
-        with fl.reusing_dis():
-            kept = [fl.compute_flow_pair(a, b, split=False) for a, b in pairs]
-            assert len(created) == 4  # a new object only when the size changes
-            fl.compute_flow_pair(*pairs[-1], split=False)
-            assert len(created) == 4
-        fl.compute_flow_pair(*pairs[-1], split=False)  # outside the block: a fresh object again
-        assert len(created) == 5
-    finally:
-        FlowParams.create = real_create
+    monkeypatch.setattr(FlowParams, "create", counting_create)
+    with fl.reusing_dis():
+        kept = [fl.compute_flow_pair(a, b, split=False) for a, b in pairs]
+        assert len(created) == 4  # a new object only when the size changes
+        fl.compute_flow_pair(*pairs[-1], split=False)
+        assert len(created) == 4
+    fl.compute_flow_pair(*pairs[-1], split=False)  # outside the block: a fresh object again
+    assert len(created) == 5
     for (f1, b1), (f2, b2) in zip(fresh, kept):
         np.testing.assert_array_equal(f1, f2)
         np.testing.assert_array_equal(b1, b2)
 
 
-def test_kept_dis_objects_stay_on_their_thread_and_end_with_it():
+def test_kept_dis_objects_stay_on_their_thread():
     a, b = shifted_pair(2.0, 1.0, h=48, w=64)
     seen = {}
 

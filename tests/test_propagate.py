@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -431,6 +432,41 @@ def test_numba_threads_applies_to_the_calling_thread_only_and_is_restored():
         other.join()
     assert seen == [numba.config.NUMBA_NUM_THREADS]  # another thread keeps numba's default
     assert numba.get_num_threads() == before
+
+
+def test_a_side_by_side_call_left_running_takes_the_threads_of_the_one_that_ended():
+    import threading
+
+    import numba
+
+    from engine.propagation.side_by_side import numba_threads, rebalance, run_side_by_side
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    long_started, first_done = threading.Event(), threading.Event()
+    seen = []
+
+    def short():
+        seen.append(("short", numba.get_num_threads()))
+        long_started.wait(10)  # both run before one ends
+        first_done.set()
+
+    def long():
+        seen.append(("long before", numba.get_num_threads()))
+        long_started.set()
+        first_done.wait(10)
+        deadline = time.monotonic() + 10
+        while numba.get_num_threads() == 1 and time.monotonic() < deadline:  # until short() has left
+            rebalance()
+            time.sleep(0.01)
+        seen.append(("long after", numba.get_num_threads()))
+
+    with numba_threads(2):  # two to share, whatever this machine's count
+        run_side_by_side([short, long])
+        assert ("short", 1) in seen and ("long before", 1) in seen
+        assert ("long after", 2) in seen
+        rebalance()  # not a side-by-side thread: nothing changes
+        assert numba.get_num_threads() == 2
 
 
 def test_passes_run_side_by_side_up_to_1080p_and_not_beyond(monkeypatch):
