@@ -57,7 +57,7 @@ def get_engine():
 
 
 #: The engine's modules that need the standard library only.
-STANDALONE = ("settings", "child")
+STANDALONE = ("settings", "child", "allocator")
 
 
 def engine_module(module):

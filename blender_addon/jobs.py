@@ -351,6 +351,8 @@ class JobController:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONIOENCODING"] = "utf-8"
+        # Read by glibc at the worker's start, before PyTorch's or OpenCV's threads exist.
+        engine_module("allocator").job_environment(env)
         proc = engine_module("child").ChildProcess(
             [self.python, "-s", "-m", "worker"], env=env, cwd=self.log_dir, stdin=True, stdout="lines",
             stderr=log, below_normal=True)

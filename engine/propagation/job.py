@@ -41,6 +41,7 @@ import warnings
 import numpy as np
 
 from .. import __version__
+from ..allocator import tune_for_jobs
 from ..errors import Cancelled, FrameError
 from ..files import check_output_dir, remove_stale_temp_files
 from ..flow import JOB_MEMORY_BYTES, FlowCache
@@ -207,13 +208,16 @@ def propagate(frames, keys, *, out, settings=None, masks=None, progress=None, ca
     job at a time may run in an output folder (an OS-level lock).
 
     Memory: on Linux with glibc the first job in a process sets the C
-    allocator to two arenas and fixed thresholds for the rest of the process,
+    allocator to one arena and fixed thresholds for the rest of the process,
     and the first job anywhere turns off NumPy's huge-page advice for the rest
     of the process (:mod:`engine.allocator`); a ``MALLOC_*`` or
     ``NUMPY_MADVISE_HUGEPAGE`` environment variable set by the caller is left
     as it is.
     """
     t_start = time.perf_counter()
+    # First of all: glibc's arena limit holds only for threads that allocate after it, and the
+    # plan below already wakes OpenCV's thread pool (each of its threads makes an arena).
+    tune_for_jobs()
     # Every argument is checked before anything is created or written.
     settings = _settings_from(settings, old_keywords)
     out = as_path("out", out)

@@ -200,6 +200,9 @@ def run_task(plan, task_id, *, env=None, env_factory=None, on_wait=None):
 
 def run_task_status(plan, task_id, *, env=None, env_factory=None, on_wait=None):
     """:func:`run_task`, returning ``(frames synthesized, whether the task had work to do)``."""
+    from ..allocator import tune_for_jobs
+
+    tune_for_jobs()  # before the checks below wake any thread pool (see engine.allocator)
     if not isinstance(plan, Plan):
         from ..safety import as_path
 

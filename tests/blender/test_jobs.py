@@ -2,6 +2,7 @@
 
 import importlib
 import random
+import sys
 import threading
 import time
 import types
@@ -66,6 +67,12 @@ def _drive(controller, *, cancel_when=None, interval=0.005, timeout=120.0):
         time.sleep(interval)
 
 
+def _environment_of(pid):
+    """The environment process ``pid`` started with (Linux's /proc/PID/environ)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
 def _complete_pngs(folder):
     """Every PNG in ``folder`` decodes completely (nothing half-written)."""
     from engine.frames import read_image
@@ -90,8 +97,12 @@ def test_poll_is_cheap_and_cancel_stops_within_a_frame(saved, tmp_path):
 
     rng = random.Random(7)
     extra = rng.uniform(0.0, 1.0)
+    controller = _process_controller(snap, tmp_path)
+    worker_env = {}
 
     def cancel_when(record, state):
+        if not worker_env and controller._proc is not None and sys.platform.startswith("linux"):
+            worker_env.update(_environment_of(controller._proc.proc.pid))
         # after a few frames, at a random moment within a frame
         adv = record["advances"]
         if len(adv) < 4:
@@ -99,9 +110,15 @@ def test_poll_is_cheap_and_cancel_stops_within_a_frame(saved, tmp_path):
         unit = (adv[-1] - adv[0]) / (len(adv) - 1)
         return time.monotonic() - adv[-1] >= extra * unit
 
-    record = _drive(_process_controller(snap, tmp_path), cancel_when=cancel_when)
+    record = _drive(controller, cancel_when=cancel_when)
     state = record["state"]
     assert state.status == "CANCELLED", state.error
+    if sys.platform.startswith("linux"):
+        from engine.allocator import job_environment
+
+        # glibc reads these at the worker's start, before its threads make arenas (engine.allocator).
+        wanted = job_environment({})
+        assert {k: worker_env.get(k) for k in wanted} == wanted
     polls = record["polls"]
     assert len(polls) > 50
     summary = summarise_polls(polls, record["cpu"])
