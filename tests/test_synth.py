@@ -133,6 +133,31 @@ def test_any_channel_counts_and_several_guides():
     assert result.image.shape == (36, 44, 4)
 
 
+def test_padded_rows_are_written_from_read_only_views(monkeypatch):
+    # numba compiles a kernel per argument type, writability included: read-only views keep
+    # write_padded to one compile per dtype, whatever mix of frames and styles comes in.
+    from engine.synth import kernels
+
+    seen = []
+    real = kernels.write_padded
+
+    def spy(image, *args):
+        seen.append((image.dtype, image.flags.writeable))
+        return real(image, *args)
+
+    monkeypatch.setattr(kernels, "write_padded", spy)
+    guide = _texture(30, 40, seed=3)
+    frozen = guide.copy()
+    frozen.flags.writeable = False
+    style = _texture(30, 40, seed=4)
+    first = synthesize(style, [frozen, guide.astype(np.float32)], [guide, frozen.astype(np.float32)],
+                       guide_weights=[1.0, 1.0])
+    synthesize(style, [guide], [frozen], guide_weights=[1.0], init_nnf=first.nnf)
+    assert {dtype for dtype, _ in seen} == {np.dtype(np.uint8), np.dtype(np.float32)}
+    assert not any(writeable for _, writeable in seen)
+    assert guide.flags.writeable  # the caller's arrays keep their own flags
+
+
 def test_warm_start_keeps_a_good_match_and_is_cheaper():
     h, w = 64, 80
     big = _texture(h + 10, w + 10, seed=10)

@@ -353,7 +353,7 @@ class _Features:
 
     def set_style(self, image):
         if self.style_scales is not None:
-            kernels.write_padded(image, self.style_scales, self.tgt, self.channels, 0, self.patch)
+            kernels.write_padded(_read_only(image), self.style_scales, self.tgt, self.channels, 0, self.patch)
 
 
 def _write_rows(parts, sqrt_w, rows, offset, patch):
@@ -361,8 +361,22 @@ def _write_rows(parts, sqrt_w, rows, offset, patch):
     channels = len(sqrt_w)
     for part in parts:
         c = part.shape[2]
-        kernels.write_padded(part, np.ascontiguousarray(sqrt_w[offset:offset + c]), rows, channels, offset, patch)
+        kernels.write_padded(_read_only(part), np.ascontiguousarray(sqrt_w[offset:offset + c]), rows, channels,
+                             offset, patch)
         offset += c
+
+
+def _read_only(array):
+    """A read-only view of ``array``.
+
+    numba compiles a kernel once per argument type, and whether an array is
+    writable is part of its type: frames from the cache are read-only, styles
+    are not. Always read-only, ``write_padded`` compiles once per dtype, which
+    spares a cold start one compile (about 1 s).
+    """
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _padded_rows(parts, sqrt_w, hw, patch):

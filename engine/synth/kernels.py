@@ -114,15 +114,21 @@ def occupancy(nnf, src_h, src_w, patch, out):
     for y in range(nnf.shape[0]):
         for x in range(nnf.shape[1]):
             centre_count[nnf[y, x, 1], nnf[y, x, 0]] += 1
-    cover = _box_sum(centre_count, r)
-    out[:, :] = _box_sum(cover, r)
+    cover = np.empty((src_h, src_w), np.int32)
+    _box_sum(centre_count, r, cover)
+    _box_sum(cover, r, out)
 
 
 @njit(cache=True, nogil=True)
-def _box_sum(a, r):
-    """Sum over the (2r+1)^2 window around each pixel, zero outside."""
+def _box_sum(a, r, out):
+    """``out`` = the sum over the (2r+1)^2 window around each pixel of ``a``, zero outside.
+
+    Scalar loops only: NumPy array expressions here (``acc += rows[y]``,
+    ``out[:, :] = ...``) made numba compile its broadcasting and error-message
+    code, 5 of a cold compile's 25 s. Integer sums: the same values either way.
+    """
     h, w = a.shape
-    rows = np.zeros((h, w), np.int32)
+    rows = np.empty((h, w), np.int32)
     for y in range(h):
         acc = 0
         for x in range(min(r, w)):
@@ -135,17 +141,19 @@ def _box_sum(a, r):
                 acc -= a[y, x - r]
     # The columns' running sums advance a whole row at a time: row-major reads, not a walk
     # down each column (at 1080p, 30 times slower than this for 9 times 640x360's pixels).
-    out = np.empty((h, w), np.int32)
-    acc = np.zeros(w, np.int32)
+    col = np.zeros(w, np.int32)
     for y in range(min(r, h)):
-        acc += rows[y]
+        for x in range(w):
+            col[x] += rows[y, x]
     for y in range(h):
         if y + r < h:
-            acc += rows[y + r]
-        out[y] = acc
+            for x in range(w):
+                col[x] += rows[y + r, x]
+        for x in range(w):
+            out[y, x] = col[x]
         if y - r >= 0:
-            acc -= rows[y - r]
-    return out
+            for x in range(w):
+                col[x] -= rows[y - r, x]
 
 
 @njit(cache=True, nogil=True, inline="always")
