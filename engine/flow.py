@@ -772,17 +772,20 @@ class FlowCache:
             return None
         payload = unseal(raw, context=path.name)
         if payload is None:
-            self.damaged += 1
-            return None
+            return self._found_damaged()
         try:
             data = np.load(io.BytesIO(payload), allow_pickle=False)
         except (OSError, ValueError, EOFError):
-            self.damaged += 1
-            return None
+            return self._found_damaged()
         if data.dtype != np.float16 or data.shape != (2, shape[0], shape[1], 2):
-            self.damaged += 1
-            return None
+            return self._found_damaged()
         return data
+
+    def _found_damaged(self):
+        """Count one damaged entry (loads run on several threads at once); None, for the caller to return."""
+        with self._lock:
+            self.damaged += 1
+        return None
 
     def pair(self, a, b, *, split=True):
         """Forward and backward flow between frames ``a`` and ``b``.
