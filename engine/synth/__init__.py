@@ -370,9 +370,10 @@ def _read_only(array):
     """A read-only view of ``array``.
 
     numba compiles a kernel once per argument type, and whether an array is
-    writable is part of its type: frames from the cache are read-only, styles
-    are not. Always read-only, ``write_padded`` compiles once per dtype, which
-    spares a cold start one compile (about 1 s).
+    writable is part of its type: decoded frames are read-only
+    (``engine.frame_source``), styles and float guides are not. Always
+    read-only, ``write_padded`` compiles once per dtype, which spares a cold
+    start one compile (about 1 s).
     """
     view = array.view()
     view.flags.writeable = False
