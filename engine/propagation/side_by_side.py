@@ -30,7 +30,7 @@ THREAD_SAFE_LAYERS = ("tbb", "omp")
 #: (tracemalloc) of a pass's step, its prepared key side included, is 487 MB.
 PASS_BYTES_PER_PIXEL = 240
 #: The most memory a second pass may add by running beside the first: 1080p's passes run side by
-#: side (the 1080p case of ``bench speed`` then peaks at 1.4 GiB, with engine.allocator's settings),
+#: side (the 1080p case of ``bench speed`` then peaks at about 1.3 GiB, with engine.allocator's settings),
 #: 1440p's (3.7 Mpx) and larger do not.
 SIDE_BY_SIDE_MAX_BYTES = 512 << 20
 
