@@ -16,9 +16,9 @@ buffers (about 600 MB at 1080p) sat in one arena while the passes' threads
 could grow the other. Eight alternating 1080p jobs of ``bench speed``'s worker
 on 2 cores: peak RSS 1294 to 1339 MiB with one arena against 1346 to 1829 MiB
 with two (one run in four or five past 1.7 GiB), 6.0 to 6.6 s of kernel time
-against 8.6 to 10.5 s, and each job 1.5 to 5 s faster. The threads of a job
-take the arena's lock only around large allocations, which the GIL mostly
-serializes already. ``mallopt`` sets the limit for arenas made after it, and a
+against 8.6 to 10.5 s, and each job 1.5 to 5 s faster (no slower at 640x360).
+Small blocks come from each thread's cache (glibc's tcache) without the
+arena's lock, and the large arrays are mostly allocated under the GIL anyway. ``mallopt`` sets the limit for arenas made after it, and a
 thread that allocated before it has already made one (OpenCV's first parallel
 call starts a pool whose threads do): so a job calls :func:`tune_for_jobs` before anything else,
 and a process started only to run jobs gets the settings in its environment

@@ -435,8 +435,6 @@ def test_numba_threads_applies_to_the_calling_thread_only_and_is_restored():
 
 
 def test_a_side_by_side_call_left_running_takes_the_threads_of_the_one_that_ended():
-    import threading
-
     import numba
 
     from engine.propagation.side_by_side import numba_threads, rebalance, run_side_by_side
